@@ -1,0 +1,27 @@
+"""The backend protocol: every inference engine sits behind this."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from ..spec import ModelSpec
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Runs a person-segmentation model.
+
+    ``infer`` takes a batch of frames (each ``(H, W, 3)`` uint8 BGR, any
+    size) and returns ``(N, h, w)`` float32 person probabilities in [0, 1] at
+    the model's resolution ``spec.size``.
+    """
+
+    name: str
+    spec: ModelSpec
+
+    def infer(self, frames: Sequence[np.ndarray]) -> np.ndarray: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,86 @@
+"""Model registry: bundled models in ``assets/models`` and the user's own.
+
+A model is a JSON spec (see ``vbg.spec``) with its ONNX file beside it.
+``--model`` takes a registered name, a path to a spec, or a path to an
+``.onnx`` with ``<same stem>.json`` beside it. The bundled spec that has
+``"default": true`` is used when no model is given.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import VbgError
+from .settings import config_dir
+from .spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+
+def bundled_dir() -> Path:
+    """``assets/models`` in a checkout, or the copy installed as ``vbg/assets``."""
+    here = Path(__file__).resolve().parent
+    for cand in (here / "assets" / "models", here.parent / "assets" / "models"):
+        if cand.is_dir():
+            return cand
+    return here / "assets" / "models"
+
+
+def assets_dir() -> Path:
+    return bundled_dir().parent
+
+
+def user_dir() -> Path:
+    return Path(os.environ["VBG_MODELS"]) if os.environ.get("VBG_MODELS") else config_dir() / "models"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    spec: ModelSpec
+    origin: str  # "bundled" | "user"
+    default: bool = False
+
+
+def list_models() -> list[ModelEntry]:
+    entries: list[ModelEntry] = []
+    for origin, d in (("bundled", bundled_dir()), ("user", user_dir())):
+        if not d.is_dir():
+            continue
+        for js in sorted(d.glob("*.json")):
+            try:
+                spec = ModelSpec.load(js)
+            except VbgError as exc:
+                log.warning("skipping %s: %s", js, exc)
+                continue
+            entries.append(ModelEntry(spec, origin, bool(spec.extra.get("default")) and origin == "bundled"))
+    return entries
+
+
+def resolve_model(name: str | None) -> ModelSpec:
+    """Name or path -> ModelSpec; raises VbgError naming the choices."""
+    entries = list_models()
+    if not name or name == "default":
+        for e in entries:
+            if e.default:
+                return e.spec
+        if entries:
+            return entries[0].spec
+        raise VbgError("no bundled model found", "reinstall vbg or pass --model SPEC.json")
+    p = Path(name).expanduser()
+    if p.suffix.lower() == ".json" and p.is_file():
+        return ModelSpec.load(p)
+    if p.suffix.lower() == ".onnx":
+        js = p.with_suffix(".json")
+        if js.is_file():
+            return ModelSpec.load(js)
+        if p.is_file():
+            raise VbgError(f"model {p} has no spec {js.name} beside it",
+                           "write a JSON spec (see 'vbg models --help')")
+    for e in entries:
+        if e.spec.name == name:
+            return e.spec
+    known = ", ".join(e.spec.name for e in entries) or "none"
+    raise VbgError(f"unknown model {name!r}", f"use one of: {known}, or a path to a spec .json")

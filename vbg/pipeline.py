@@ -1,0 +1,105 @@
+"""The per-frame pipeline: segment -> smooth -> matte -> composite.
+
+``Pipeline`` owns one instance of each stage and times each call. Settings
+changes (``update``) take effect from the next frame without restarting
+anything, so the GUI can drive it from another thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .backends.base import Backend
+from .backgrounds import Background, make_background
+from .composite import Compositor
+from .matte import Matte
+from .segment import Segmenter
+from .settings import Settings
+from .smooth import TemporalSmoother
+
+STAGES = ("segment", "smooth", "matte", "composite")
+
+
+@dataclass
+class Output:
+    """One processed frame.
+
+    ``frame``: BGR uint8 (H, W, 3), or BGRA (H, W, 4) for a ``none``
+    background; None when compositing was skipped. ``alpha``: float32 (H, W)
+    in [0, 1]. ``mask``: the smoothed low-res float32 mask. ``timings``:
+    milliseconds per stage.
+    """
+
+    frame: np.ndarray | None
+    alpha: np.ndarray
+    mask: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, backend: Backend, *, composite: bool = True) -> None:
+        self.segmenter = Segmenter(backend)
+        self.smoother = TemporalSmoother(settings.smoothing)
+        self.matte = Matte(settings.threshold, settings.slope, settings.feather)
+        self.compositor = Compositor(make_background(settings.background), settings.light_wrap)
+        self.composite = composite
+        self.settings = settings
+        self._pending: Settings | None = None
+        self._lock = threading.Lock()
+
+    # -- settings ------------------------------------------------------
+    def update(self, settings: Settings) -> None:
+        """Apply new settings from the next frame on (thread-safe)."""
+        with self._lock:
+            self._pending = settings
+
+    def _apply_pending(self) -> None:
+        with self._lock:
+            new, self._pending = self._pending, None
+        if new is None:
+            return
+        old = self.settings
+        self.smoother.strength = new.smoothing
+        self.matte.threshold, self.matte.slope, self.matte.feather = new.threshold, new.slope, new.feather
+        self.compositor.light_wrap = new.light_wrap
+        if new.bg != old.bg:
+            bg: Background = make_background(new.background)
+            self.compositor.background.close()
+            self.compositor.background = bg
+        self.settings = new
+
+    def reset(self) -> None:
+        """Forget temporal state (new clip or scene)."""
+        self.smoother.reset()
+
+    # -- processing ----------------------------------------------------
+    def process(self, frame: np.ndarray) -> Output:
+        return self.process_batch([frame])[0]
+
+    def process_batch(self, frames: Sequence[np.ndarray]) -> list[Output]:
+        """Run a batch through the model at once, then the per-frame stages in order."""
+        self._apply_pending()
+        t0 = time.perf_counter()
+        masks = self.segmenter(frames)
+        seg_ms = (time.perf_counter() - t0) * 1000.0 / max(1, len(frames))
+        outs = []
+        for frame, m in zip(frames, masks):
+            t = {"segment": seg_ms}
+            t1 = time.perf_counter()
+            m = self.smoother(m, frame)
+            t2 = time.perf_counter()
+            alpha = self.matte(m, frame)
+            t3 = time.perf_counter()
+            out = self.compositor(frame, alpha) if self.composite else None
+            t4 = time.perf_counter()
+            t["smooth"], t["matte"], t["composite"] = ((t2 - t1) * 1e3, (t3 - t2) * 1e3, (t4 - t3) * 1e3)
+            outs.append(Output(out, alpha, m, t))
+        return outs
+
+    def close(self) -> None:
+        self.compositor.background.close()

@@ -1,0 +1,155 @@
+"""Model specs: the JSON file beside each ONNX model.
+
+A spec says everything the runtime needs to feed a model and read its
+output, so any person-segmentation ONNX (ours or a peer's) plugs in with a
+spec alone. Example (``assets/models/unet-lite.json``)::
+
+    {
+      "name": "unet-lite",
+      "onnx": "unet-lite.onnx",
+      "description": "real-time U-Net, depthwise-separable",
+      "input":  {"name": "input", "width": 256, "height": 144,
+                 "layout": "NCHW", "color": "RGB", "scale": 255.0,
+                 "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+                 "resize": "stretch"},
+      "output": {"name": "mask", "kind": "logits", "layout": "NCHW",
+                 "person_channel": 0}
+    }
+
+Normalisation is ``x = (pixel / scale - mean) / std`` per channel, in the
+spec's colour order. ``output.kind`` is one of:
+
+* ``probability``: one channel, person probability in [0, 1]
+* ``logits``: one channel, sigmoid gives the person probability
+* ``softmax``: C class probabilities, ``person_channel`` is the person
+* ``softmax_logits``: C class logits, softmax then ``person_channel``
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import VbgError
+
+LAYOUTS = ("NCHW", "NHWC")
+COLORS = ("RGB", "BGR")
+OUTPUT_KINDS = ("probability", "logits", "softmax", "softmax_logits")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    width: int
+    height: int
+    layout: str = "NCHW"
+    color: str = "RGB"
+    scale: float = 255.0
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    name: str
+    kind: str = "probability"
+    layout: str = "NCHW"
+    person_channel: int = 0
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    onnx: Path
+    input: InputSpec
+    output: OutputSpec
+    description: str = ""
+    path: Path | None = None  # the JSON file this spec was read from
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """Model input size as (width, height)."""
+        return self.input.width, self.input.height
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], base: Path | None = None) -> "ModelSpec":
+        where = f" in {base}" if base else ""
+        try:
+            i, o = d["input"], d["output"]
+            inp = InputSpec(
+                name=str(i["name"]),
+                width=int(i["width"]),
+                height=int(i["height"]),
+                layout=str(i.get("layout", "NCHW")).upper(),
+                color=str(i.get("color", "RGB")).upper(),
+                scale=float(i.get("scale", 255.0)),
+                mean=tuple(float(v) for v in i.get("mean", (0.0, 0.0, 0.0))),  # type: ignore[arg-type]
+                std=tuple(float(v) for v in i.get("std", (1.0, 1.0, 1.0))),  # type: ignore[arg-type]
+                dtype=str(i.get("dtype", "float32")),
+            )
+            out = OutputSpec(
+                name=str(o["name"]),
+                kind=str(o.get("kind", "probability")),
+                layout=str(o.get("layout", "NCHW")).upper(),
+                person_channel=int(o.get("person_channel", 0)),
+            )
+            onnx = Path(d["onnx"])
+            name = str(d.get("name") or onnx.stem)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise VbgError(f"invalid model spec{where}: {exc!r}",
+                           "see vbg/spec.py for the spec format") from None
+        if base is not None and not onnx.is_absolute():
+            onnx = base.parent / onnx
+        if inp.layout not in LAYOUTS or out.layout not in LAYOUTS:
+            raise VbgError(f"invalid model spec{where}: layout must be NCHW or NHWC",
+                           "fix the spec's layout fields")
+        if inp.color not in COLORS:
+            raise VbgError(f"invalid model spec{where}: color must be RGB or BGR",
+                           "fix the spec's input.color")
+        if out.kind not in OUTPUT_KINDS:
+            raise VbgError(f"invalid model spec{where}: output.kind {out.kind!r}",
+                           f"use one of {', '.join(OUTPUT_KINDS)}")
+        if len(inp.mean) != 3 or len(inp.std) != 3 or min(inp.std) <= 0:
+            raise VbgError(f"invalid model spec{where}: mean/std need 3 values, std > 0",
+                           "fix the spec's input.mean and input.std")
+        if inp.width <= 0 or inp.height <= 0 or inp.scale <= 0:
+            raise VbgError(f"invalid model spec{where}: width, height and scale must be > 0",
+                           "fix the spec's input size")
+        known = {"name", "onnx", "input", "output", "description"}
+        return cls(name=name, onnx=onnx, input=inp, output=out,
+                   description=str(d.get("description", "")), path=base,
+                   extra={k: v for k, v in d.items() if k not in known})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ModelSpec":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except OSError as exc:
+            raise VbgError(f"cannot read model spec {path}: {exc.strerror}",
+                           "check the path") from None
+        except json.JSONDecodeError as exc:
+            raise VbgError(f"model spec {path} is not valid JSON: {exc.msg} at line {exc.lineno}",
+                           "fix the JSON") from None
+        return cls.from_dict(data, base=path)
+
+    def to_dict(self) -> dict[str, Any]:
+        i, o = self.input, self.output
+        return {
+            "name": self.name,
+            "onnx": self.onnx.name,
+            "description": self.description,
+            "input": {"name": i.name, "width": i.width, "height": i.height,
+                      "layout": i.layout, "color": i.color, "scale": i.scale,
+                      "mean": list(i.mean), "std": list(i.std), "dtype": i.dtype},
+            "output": {"name": o.name, "kind": o.kind, "layout": o.layout,
+                       "person_channel": o.person_channel},
+            **self.extra,
+        }
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
