@@ -40,7 +40,7 @@ class SourceLost(Exception):
     """The source stopped delivering frames (camera unplugged, file unreadable)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: compare by identity
 class CapturedFrame:
     image: np.ndarray  # BGR uint8 (H, W, 3)
     seq: int  # increases by one per captured frame, never reused by a CaptureThread

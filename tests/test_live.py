@@ -1,0 +1,195 @@
+"""The live loop and `vbg live`: a video file as the camera, a stand-in only at pyvirtualcam."""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import pyvirtualcam
+
+from conftest import PERSON_BGR
+from test_capture import make_clip
+from vbg import cli
+from vbg.live import Delivery, LiveLoop
+from vbg.settings import Settings
+from vbg.sinks.vcam import LINUX_SETUP, VirtualCamSink
+
+SUMMARY = re.compile(r"^fps=(\d+\.\d) latency_ms_p50=(\d+\.\d) latency_ms_p95=(\d+\.\d)$")
+GREEN = (0, 255, 0)  # BGR of color:#00ff00
+NO_DEVICE = ("'v4l2loopback' backend: No v4l2 loopback device found at /dev/video[0-99]. "
+             "Did you run 'modprobe v4l2loopback'? See also pyvirtualcam's documentation.")
+
+
+class FakeVirtualCamera:
+    """Stand-in for pyvirtualcam.Camera (the v4l2loopback device is hardware we lack)."""
+
+    instances: list["FakeVirtualCamera"] = []
+
+    def __init__(self, width: int, height: int, fps: float, *, fmt: Any = pyvirtualcam.PixelFormat.RGB,
+                 device: str | None = None, **kw: Any) -> None:
+        assert fmt == pyvirtualcam.PixelFormat.BGR  # we send BGR: no conversion on our side
+        self.width, self.height, self.fps = width, height, fps
+        self.device = device or "/dev/video7"
+        self.frames: list[np.ndarray] = []
+        self.closed = False
+        self._lock = threading.Lock()
+        FakeVirtualCamera.instances.append(self)
+
+    def send(self, frame: np.ndarray) -> None:
+        assert not self.closed
+        assert frame.dtype == np.uint8 and frame.shape == (self.height, self.width, 3)
+        assert frame.flags.c_contiguous
+        with self._lock:
+            self.frames.append(frame.copy())
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def fake_vcam(monkeypatch: pytest.MonkeyPatch) -> type[FakeVirtualCamera]:
+    FakeVirtualCamera.instances = []
+    monkeypatch.setattr(pyvirtualcam, "Camera", FakeVirtualCamera)
+    return FakeVirtualCamera
+
+
+@pytest.fixture(autouse=True)
+def no_user_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("VBG_CONFIG_DIR", str(tmp_path / "config"))
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # 320x240, 45 frames at 30 fps: a 1.5 s "camera"
+    return make_clip(tmp_path_factory.mktemp("live") / "cam.mp4", n=45)
+
+
+def check_composite(frame: np.ndarray, bg: tuple[int, int, int] = GREEN) -> None:
+    """Person (the red disc, centre ~(160..178, 128), r 60) kept; background replaced."""
+    person = frame[118:138, 165:175].reshape(-1, 3).astype(int)
+    assert np.abs(person - PERSON_BGR).max() <= 12
+    background = np.concatenate([frame[200:, :60].reshape(-1, 3), frame[200:, 270:].reshape(-1, 3)]).astype(int)
+    assert np.abs(background - bg).max() <= 3
+
+
+def test_vbg_live_sends_composited_frames_to_the_virtual_camera(
+        clip: Path, red_model: Path, fake_vcam: type[FakeVirtualCamera], capsys: pytest.CaptureFixture[str]) -> None:
+    rc = cli.main(["live", "--camera", str(clip), "--bg", "color:#00ff00", "--model", str(red_model),
+                   "--backend", "onnxruntime", "--no-window"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    m = SUMMARY.match(out.strip().splitlines()[-1])
+    assert m, out
+    fps, p50, p95 = map(float, m.groups())
+    assert 0 < p50 <= p95
+    assert fps > 10  # 30 fps source; a busy 2-core box may drop some
+    (cam,) = fake_vcam.instances
+    assert (cam.width, cam.height, cam.fps) == (320, 240, 30) and cam.closed
+    assert 20 <= len(cam.frames) <= 45  # latest-frame: never more than the source had
+    for frame in cam.frames[:: max(1, len(cam.frames) // 8)]:
+        check_composite(frame)
+
+
+def test_no_virtual_camera_device_is_one_line_error(
+        clip: Path, red_model: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    def no_device(*args: Any, **kw: Any) -> None:
+        raise RuntimeError(NO_DEVICE)  # what pyvirtualcam raises without v4l2loopback
+
+    monkeypatch.setattr(pyvirtualcam, "Camera", no_device)
+    rc = cli.main(["live", "--camera", str(clip), "--bg", "blur", "--model", str(red_model), "--no-window"])
+    out, err = capsys.readouterr()
+    assert rc == 2 and out == ""
+    assert err == f"vbg: error: no virtual camera device found (run: {LINUX_SETUP}; or use --no-virtual-cam)\n"
+
+
+@pytest.mark.skipif(any(Path("/dev").glob("video*")), reason="a video device exists here")
+def test_real_pyvirtualcam_without_device_maps_to_setup_hint() -> None:
+    with pytest.raises(Exception) as err:
+        VirtualCamSink(320, 240, 30)
+    assert "no virtual camera device found" in str(err.value) and LINUX_SETUP in str(err.value)
+
+
+def test_no_camera_is_one_line_error(red_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = cli.main(["live", "--camera", "99", "--model", str(red_model), "--no-window", "--no-virtual-cam"])
+    out, err = capsys.readouterr()
+    assert rc == 2 and out == ""
+    assert err.startswith("vbg: error: camera 99 not found") and err.count("\n") == 1
+
+
+def test_no_virtual_cam_runs_the_same_loop(clip: Path, red_model: Path, fake_vcam: type[FakeVirtualCamera],
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    rc = cli.main(["live", "--camera", str(clip), "--model", str(red_model), "--no-window", "--no-virtual-cam",
+                   "--frames", "12", "--loop"])
+    out, _ = capsys.readouterr()
+    assert rc == 0 and SUMMARY.match(out.strip())
+    assert fake_vcam.instances == []
+
+
+def test_loop_applies_settings_from_next_frame_without_restart(clip: Path, red_model: Path, tmp_path: Path) -> None:
+    other = make_clip(tmp_path / "other.mp4", n=30, w=256, h=192)
+    deliveries: list[Delivery] = []
+    changed = threading.Event()
+    settings = Settings(model=str(red_model), backend="onnxruntime", bg="color:#00ff00", camera=str(clip))
+    loop = LiveLoop(settings, loop_file=True, on_delivery=deliveries.append)
+    loop.start()
+    try:
+        cap = loop.capture
+        while len(deliveries) < 5:
+            assert not loop.wait(0.05), loop.end_reason
+        loop.update(settings.replace(bg="color:#0000ff"))  # blue: BGR (255, 0, 0)
+        n0 = len(deliveries)
+        while len(deliveries) < n0 + 5:
+            assert not loop.wait(0.05), loop.end_reason
+        assert loop.capture is cap and cap is not None and cap.running  # nothing restarted
+        new = [d for d in deliveries if d.settings.bg == "color:#0000ff"]
+        assert new and deliveries[-1] in new
+        check_composite(deliveries[-1].output.frame, (255, 0, 0))  # type: ignore[arg-type]
+        check_composite(deliveries[0].output.frame)  # type: ignore[arg-type]
+        # a new camera is opened on the processing thread
+        loop.update(loop.settings.replace(camera=str(other)))
+        while not any(d.image.shape == (192, 256, 3) for d in deliveries[-3:]):
+            assert not loop.wait(0.05), loop.end_reason
+        assert loop.capture is not cap and not cap.running
+        changed.set()
+        stats = loop.stats()
+        assert stats.frames == len(deliveries) and stats.captured >= stats.frames
+        assert all(0 < d.latency_ms < 2000 for d in deliveries)
+        assert set(stats.stage_ms) >= {"segment", "matte", "composite"}
+    finally:
+        loop.stop()
+    assert changed.is_set() and loop.end_reason == "stopped" and not loop.lost
+
+
+def test_source_lost_ends_the_session_cleanly(red_model: Path, tmp_path: Path) -> None:
+    doomed = make_clip(tmp_path / "doomed.mp4", n=8, fps=60)
+    ends: list[tuple[str, bool]] = []
+    loop = LiveLoop(Settings(model=str(red_model), camera=str(doomed)), loop_file=True,
+                    on_end=lambda reason, lost: ends.append((reason, lost)))
+    loop.start()
+    doomed.unlink()
+    try:
+        assert loop.wait(5.0)
+    finally:
+        loop.stop()
+    assert loop.lost and "doomed.mp4" in (loop.end_reason or "") and "not found" in (loop.end_reason or "")
+    assert ends == [(loop.end_reason, True)]
+    assert loop.stats().frames >= 1
+
+
+def test_background_start_reports_open_errors(red_model: Path) -> None:
+    ends: list[tuple[str, bool]] = []
+    loop = LiveLoop(Settings(model=str(red_model), camera="/dev/video99"),
+                    on_end=lambda reason, lost: ends.append((reason, lost)))
+    loop.start(background=True)  # the GUI's way: the caller never waits on the camera
+    assert loop.wait(5.0)
+    loop.stop()
+    assert ends and ends[0][1] and ends[0][0].startswith("camera /dev/video99 not found")
+
+
+def test_frames_must_be_positive(red_model: Path, clip: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = cli.main(["live", "--camera", str(clip), "--frames", "0", "--no-virtual-cam", "--no-window"])
+    assert rc == 2 and "--frames 0" in capsys.readouterr().err

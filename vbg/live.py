@@ -1,0 +1,453 @@
+"""Live: capture thread -> processing thread -> sinks, and the ``vbg live`` command.
+
+``LiveLoop`` is the engine shared by ``vbg live`` and ``vbg gui``. The
+capture thread keeps only the newest frame; the processing thread takes it,
+runs the pipeline and hands the result to the sinks (virtual camera) and to
+``on_delivery`` (the GUI), so output follows the camera's rate and frames
+are dropped, never queued, when processing is slower. Latency is measured
+from the capture timestamp to the moment every sink has the frame.
+
+Settings changes (``update``) never block the caller: matte, smoothing and
+background changes apply from the next frame; a new camera or model is
+opened on the processing thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import logging
+import os
+import sys
+import threading
+import time
+from array import array
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from .backends import create_backend
+from .backends.base import Backend
+from .capture import CapturedFrame, CaptureThread, Source
+from .errors import VbgError
+from .models import resolve_model
+from .pipeline import Output, Pipeline
+from .settings import Settings, config_dir
+from .spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+# Settings whose change needs a new capture / a new model; the rest apply per frame.
+CAPTURE_KEYS = ("camera", "width", "height", "fps")
+MODEL_KEYS = ("model", "backend")
+
+
+class Sink(Protocol):
+    """Takes processed frames (BGR, or BGRA for a ``none`` background)."""
+
+    def send(self, frame: np.ndarray) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, eq=False)  # holds arrays: compare by identity
+class Delivery:
+    """One processed frame as handed to the GUI."""
+
+    captured: CapturedFrame
+    output: Output
+    settings: Settings  # the settings it was processed with
+    latency_ms: float  # capture -> processed and sent to the sinks
+
+    @property
+    def image(self) -> np.ndarray:
+        return self.captured.image
+
+
+@dataclass(frozen=True)
+class LiveStats:
+    frames: int  # delivered
+    captured: int
+    dropped: int  # captured frames never processed (processing was busy)
+    fps: float
+    latency_ms_p50: float
+    latency_ms_p95: float
+    stage_ms: dict[str, float] = field(default_factory=dict)  # last frame, per stage
+
+    def summary_line(self) -> str:
+        return f"fps={self.fps:.1f} latency_ms_p50={self.latency_ms_p50:.1f} latency_ms_p95={self.latency_ms_p95:.1f}"
+
+
+BackendFactory = Callable[[ModelSpec, str], Backend]
+
+
+class LiveLoop:
+    """Runs the live session: one capture thread and one processing thread.
+
+    Use ``open()`` then ``start()`` (errors such as a missing camera raise
+    ``VbgError`` in the caller), or ``start(background=True)`` to open on the
+    processing thread, reporting failures through ``on_end``. The session
+    ends on ``stop()``, ``max_frames``, the end of a file (unless
+    ``loop_file``), or a lost source; ``end_reason`` says which.
+    """
+
+    def __init__(self, settings: Settings, *, loop_file: bool = False, max_frames: int | None = None,
+                 sinks: Sequence[Sink] = (),
+                 on_delivery: Callable[[Delivery], None] | None = None,
+                 on_end: Callable[[str, bool], None] | None = None,
+                 on_error: Callable[[str], None] | None = None,
+                 backend_factory: BackendFactory | None = None) -> None:
+        self.settings = settings
+        self.loop_file = loop_file
+        self.max_frames = max_frames
+        self.on_delivery = on_delivery
+        self.on_end = on_end
+        self.on_error = on_error
+        self._backend_factory = backend_factory or (lambda spec, name: create_backend(spec, name))
+        self._sinks: list[Sink] = list(sinks)
+        self._sink_lock = threading.Lock()
+        self._pending: Settings | None = None
+        self._pending_lock = threading.Lock()
+        self._capture: CaptureThread | None = None
+        self._backend: Backend | None = None
+        self._pipeline: Pipeline | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._ended = threading.Event()
+        self.end_reason: str | None = None
+        self.lost = False  # True when the session ended on an error (source lost, failed switch)
+        self._stats_lock = threading.Lock()
+        self._reset_stats()
+
+    # -- setup ---------------------------------------------------------
+    def _make_capture(self, s: Settings) -> CaptureThread:
+        source = Source.parse(s.camera)
+        cap = CaptureThread(source, width=s.width, height=s.height, fps=s.fps, mirror=s.mirror,
+                            loop=self.loop_file)
+        return cap.open()
+
+    def _make_pipeline(self, s: Settings) -> tuple[Backend, Pipeline]:
+        backend = self._backend_factory(resolve_model(s.model), s.backend)
+        try:
+            return backend, Pipeline(s, backend)
+        except BaseException:
+            backend.close()
+            raise
+
+    def open(self) -> "LiveLoop":
+        """Load the model and open the source (raises VbgError)."""
+        if self._pipeline is None:
+            self._backend, self._pipeline = self._make_pipeline(self.settings)
+        if self._capture is None:
+            self._capture = self._make_capture(self.settings)
+        return self
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) of the source's frames, once open."""
+        return self._capture.size if self._capture else (self.settings.width, self.settings.height)
+
+    @property
+    def source_fps(self) -> float:
+        return self._capture.fps if self._capture else self.settings.fps
+
+    @property
+    def capture(self) -> CaptureThread | None:
+        return self._capture
+
+    @property
+    def backend_name(self) -> str:
+        b = self._backend
+        if b is None:
+            return ""
+        providers = getattr(b, "providers", None)
+        return f"{b.name} ({providers[0].replace('ExecutionProvider', '')})" if providers else b.name
+
+    def start(self, background: bool = False) -> "LiveLoop":
+        if self.running:
+            return self
+        if not background:
+            self.open()
+        self._stop.clear()
+        self._ended.clear()
+        self.end_reason, self.lost = None, False
+        self._reset_stats()
+        self._thread = threading.Thread(target=self._run, name="vbg-process", daemon=True)
+        self._thread.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the session ends; True if it did."""
+        return self._ended.wait(timeout)
+
+    def stop(self) -> None:
+        """End the session and release the camera and model (sinks stay with their owner)."""
+        self._stop.set()
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(5.0)
+        self._thread = None
+        if self._capture is not None:
+            self._capture.stop()
+            self._capture = None
+        if self._pipeline is not None:
+            self._pipeline.close()
+            self._pipeline = None
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+        if self.end_reason is None:
+            self.end_reason = "stopped"
+        self._ended.set()
+
+    close = stop
+
+    # -- live changes ----------------------------------------------------
+    def update(self, settings: Settings) -> None:
+        """New settings, applied from the next frame; never blocks on capture or inference."""
+        with self._pending_lock:
+            self._pending = settings
+        cap = self._capture
+        if cap is not None:
+            cap.mirror = settings.mirror  # per-frame flag: no restart
+
+    def add_sink(self, sink: Sink) -> None:
+        with self._sink_lock:
+            self._sinks.append(sink)
+
+    def remove_sink(self, sink: Sink) -> None:
+        """Detach a sink; after this returns it gets no more frames (waits for one send at most)."""
+        with self._sink_lock:
+            if sink in self._sinks:
+                self._sinks.remove(sink)
+
+    # -- stats -------------------------------------------------------------
+    def _reset_stats(self) -> None:
+        with self._stats_lock:
+            self._t_delivered = array("d")
+            self._latency = array("d")
+            self._stage_ms: dict[str, float] = {}
+            self._captured0 = self._dropped0 = 0  # counts of captures replaced by a camera switch
+
+    def stats(self, window: float | None = None) -> LiveStats:
+        """Session stats, or over the last ``window`` seconds (the GUI readout)."""
+        with self._stats_lock:
+            times, lat = self._t_delivered, self._latency
+            i = bisect.bisect_left(times, time.perf_counter() - window) if window else 0
+            t, lt = times[i:], np.array(lat[i:], dtype=np.float64)  # copies: the arrays keep growing
+            stage = dict(self._stage_ms)
+            captured, dropped = self._captured0, self._dropped0
+        cap = self._capture
+        if cap is not None:
+            captured, dropped = captured + cap.captured, dropped + cap.dropped
+        n = len(t)
+        fps = (n - 1) / (t[-1] - t[0]) if n > 1 and t[-1] > t[0] else 0.0
+        p50, p95 = (float(np.percentile(lt, 50)), float(np.percentile(lt, 95))) if n else (0.0, 0.0)
+        return LiveStats(len(self._t_delivered) if window is None else n, captured, dropped, fps, p50, p95, stage)
+
+    # -- the processing thread ---------------------------------------------
+    def _finish(self, reason: str, lost: bool) -> None:
+        if self.end_reason is None:
+            self.end_reason, self.lost = reason, lost
+        (log.warning if lost else log.info)("live session ended: %s", reason)
+        if self._capture is not None:
+            self._capture.stop()
+        self._ended.set()
+        if self.on_end is not None:
+            self.on_end(reason, lost)
+
+    def _report(self, message: str) -> None:
+        log.warning("%s", message)
+        if self.on_error is not None:
+            self.on_error(message)
+
+    def _reconfigure(self, new: Settings) -> None:
+        old = self.settings
+        if any(getattr(new, k) != getattr(old, k) for k in MODEL_KEYS):
+            backend, pipeline = self._make_pipeline(new)
+            if self._pipeline is not None:
+                self._pipeline.close()
+            if self._backend is not None:
+                self._backend.close()
+            self._backend, self._pipeline = backend, pipeline
+        elif self._pipeline is not None:
+            self._pipeline.update(new)
+        source = Source.parse(new.camera)
+        if new.camera != old.camera or (source.is_camera and any(
+                getattr(new, k) != getattr(old, k) for k in CAPTURE_KEYS)):
+            if self._capture is not None:
+                self._capture.stop()  # before opening: a camera cannot be opened twice
+                with self._stats_lock:
+                    self._captured0 += self._capture.captured
+                    self._dropped0 += self._capture.dropped
+                self._capture = None
+            self.settings = new
+            self._capture = self._make_capture(new)
+            self._capture.start()
+            if self._pipeline is not None:
+                self._pipeline.reset()
+        self.settings = new
+
+    def _run(self) -> None:
+        try:
+            self.open()
+            assert self._capture is not None
+            self._capture.start()
+        except VbgError as exc:
+            self._finish(exc.line(), True)
+            return
+        except Exception as exc:  # a bug or an unexpected environment: end clearly, keep the trace in the log
+            log.exception("live session failed to start")
+            self._finish(f"live session failed to start: {exc}", True)
+            return
+        last_seq = -1
+        while not self._stop.is_set():
+            with self._pending_lock:
+                pending, self._pending = self._pending, None
+            if pending is not None:
+                capture_before = self._capture
+                try:
+                    self._reconfigure(pending)
+                except VbgError as exc:
+                    if self._capture is None:  # the old camera is closed and the new one failed
+                        self._finish(exc.line(), True)
+                        return
+                    self._report(exc.line())
+                if self._capture is not capture_before:
+                    last_seq = -1
+            cap, pipeline = self._capture, self._pipeline
+            assert cap is not None and pipeline is not None
+            f = cap.wait_next(last_seq, timeout=0.1)
+            if f is None:
+                if cap.ended:
+                    self._finish(cap.end_reason or "source ended", cap.lost)
+                    return
+                continue
+            last_seq = f.seq
+            settings = self.settings
+            try:
+                out = pipeline.process(f.image)
+            except VbgError as exc:  # e.g. a background that cannot be read: keep the old one
+                self._report(exc.line())
+                continue
+            except Exception as exc:
+                log.exception("processing failed")
+                self._finish(f"processing failed: {exc}", True)
+                return
+            assert out.frame is not None
+            with self._sink_lock:
+                for sink in list(self._sinks):
+                    try:
+                        sink.send(out.frame)
+                    except Exception as exc:  # a sink that fails is dropped, the session goes on
+                        self._sinks.remove(sink)
+                        self._report(exc.line() if isinstance(exc, VbgError) else f"output stopped: {exc}")
+            latency = (time.perf_counter() - f.t_capture) * 1000.0
+            if self.on_delivery is not None:
+                self.on_delivery(Delivery(f, out, settings, latency))
+            t_done = time.perf_counter()
+            with self._stats_lock:
+                self._t_delivered.append(t_done)
+                self._latency.append(latency)
+                self._stage_ms = out.timings
+                n = len(self._t_delivered)
+            if self.max_frames is not None and n >= self.max_frames:
+                self._finish(f"{n} frames done", False)
+                return
+        self._finish("stopped", False)
+
+
+# --- the `vbg live` command -------------------------------------------------
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("Webcam (or a video file standing in for one) -> background replacement -> "
+                     "virtual camera. Settings come from --config (default: the file 'vbg gui' saves), "
+                     "then these options.")
+    p.add_argument("--bg", help="background: image, video, blur[:N], color:#RRGGBB or none")
+    p.add_argument("--camera", help="camera index (0, 1, ...), device path (/dev/video2) or a video file")
+    p.add_argument("--width", type=int, help="requested camera width (default 1280)")
+    p.add_argument("--height", type=int, help="requested camera height (default 720)")
+    p.add_argument("--fps", type=float, help="requested camera frame rate (default 30)")
+    p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None, help="flip left-right")
+    p.add_argument("--model", help="model name or spec path (see 'vbg models')")
+    p.add_argument("--backend", help="auto, onnxruntime, cuda or tensorrt")
+    p.add_argument("--threshold", type=float, help="mask threshold 0..1")
+    p.add_argument("--feather", type=float, help="edge feathering in pixels")
+    p.add_argument("--smoothing", type=float, help="temporal smoothing 0..1")
+    p.add_argument("--config", type=Path, help="settings TOML (default: the user's config.toml if present)")
+    p.add_argument("--no-virtual-cam", action="store_true", help="run the loop without a virtual camera device")
+    p.add_argument("--device", help="virtual camera device (default: the first free one)")
+    p.add_argument("--no-window", action="store_true", help="no preview window")
+    p.add_argument("--frames", type=int, help="stop after N frames")
+    p.add_argument("--loop", action="store_true", help="loop a video file used as the camera")
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The user's saved settings (or --config), overridden by the options given."""
+    path = args.config or config_dir() / "config.toml"
+    if args.config is not None or path.is_file():
+        settings = Settings.load(path)
+    else:
+        settings = Settings()
+    changes = {k: getattr(args, k) for k in ("bg", "camera", "width", "height", "fps", "mirror", "model",
+                                             "backend", "threshold", "feather", "smoothing")
+               if getattr(args, k, None) is not None}
+    if args.no_virtual_cam:
+        changes["virtual_cam"] = False
+    return settings.replace(**changes) if changes else settings
+
+
+def _has_display() -> bool:
+    if os.environ.get("QT_QPA_PLATFORM", "") in ("offscreen", "minimal"):
+        return False
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    if args.frames is not None and args.frames < 1:
+        raise VbgError(f"--frames {args.frames} must be at least 1", "pass a positive count")
+    loop = LiveLoop(settings, loop_file=args.loop, max_frames=args.frames)
+    vcam = None
+    try:
+        loop.open()
+        if settings.virtual_cam:
+            from .sinks.vcam import VirtualCamSink
+
+            w, h = loop.frame_size
+            vcam = VirtualCamSink(w, h, loop.source_fps, device=args.device)
+            loop.add_sink(vcam)
+            log.warning("sending to virtual camera %s (%dx%d); select it in your video app", vcam.device, w, h)
+        window = not args.no_window and _has_display()
+        if not args.no_window and not window:
+            log.info("no display: running without a preview window")
+        loop.start()
+        if window:
+            from .gui.preview import run_preview  # Qt only when a window is wanted
+
+            run_preview(loop)
+        else:
+            while not loop.wait(0.2):  # short waits keep Ctrl-C responsive
+                pass
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a live session normally ends
+    finally:
+        loop.stop()
+        if vcam is not None:
+            vcam.close()
+    stats = loop.stats()
+    print(stats.summary_line(), flush=True)
+    log.info("%d frames, %d captured, %d dropped; %s", stats.frames, stats.captured, stats.dropped, loop.end_reason)
+    if loop.lost:
+        raise VbgError(f"live session ended: {loop.end_reason}",
+                       "check the camera connection and run again")
+    return 0

@@ -1,0 +1,1 @@
+"""Sinks: where processed frames go (virtual camera, files, preview)."""
