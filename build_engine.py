@@ -1,0 +1,16 @@
+#!/usr/bin/env python3
+"""Build an FP16 TensorRT engine for a vbg model on this machine's GPU.
+
+    python build_engine.py --model unet-lite --max-batch 8
+
+Writes ``engines/<model>-<sha8>-<gpu>-trt<version>-fp16.engine``; the
+``tensorrt`` backend (and ``--backend auto``) picks it up from there. The work
+is done by ``vbg.gpu.engine`` (also runnable as ``python -m vbg.gpu.engine``).
+"""
+
+import sys
+
+from vbg.gpu.engine import main
+
+if __name__ == "__main__":
+    sys.exit(main())
