@@ -1,0 +1,605 @@
+"""``vbg gui``: the tuning window.
+
+A live preview (result, original, mask, side by side) beside the controls a
+person tunes while watching themselves: edge sliders, a background picker,
+model, backend and camera pickers, and the virtual camera switch. Every
+change becomes a new ``Settings`` handed to ``LiveLoop.update``: sliders
+apply from the next frame and nothing restarts; a new camera or model is
+opened on the processing thread. Frames reach the UI through ``FrameBridge``
+(a queued signal, newest frame only), so the UI thread never waits on
+capture or inference. Settings are saved to the user's config directory and
+restored at start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PySide6.QtCore import QSize, Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QColor, QIcon, QImage, QKeySequence, QPalette, QPixmap, QResizeEvent
+from PySide6.QtWidgets import (
+    QApplication, QButtonGroup, QCheckBox, QColorDialog, QComboBox, QFileDialog, QFormLayout, QGroupBox,
+    QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QMainWindow, QPushButton, QScrollArea, QSizePolicy,
+    QSlider, QVBoxLayout, QWidget,
+)
+
+from ..backgrounds import VIDEO_EXTS, cover_fit, make_background
+from ..errors import VbgError
+from ..live import LiveLoop
+from ..models import assets_dir, list_models
+from ..settings import BACKENDS, VIEWS, BackgroundSpec, Settings, config_dir
+from ..sinks.vcam import CameraFactory, VirtualCamSink
+from .bridge import FrameBridge, checkerboard
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+VIEW_LABELS = {"result": "Result", "original": "Original", "mask": "Mask", "side-by-side": "Side by side"}
+THUMB = QSize(112, 63)
+ROLE_BG = Qt.ItemDataRole.UserRole
+
+SHORTCUTS = [
+    ("1 … 4", "result, original, mask, side-by-side view"),
+    ("V", "virtual camera on/off"),
+    ("M", "mirror"),
+    ("B", "blur background"),
+    ("Ctrl+O", "background image or video"),
+    ("Ctrl+Q", "quit"),
+]
+
+
+def config_path() -> Path:
+    return config_dir() / "config.toml"
+
+
+def load_settings(path: Path) -> tuple[Settings, str | None]:
+    """Saved settings, or defaults with a note when the file is unusable."""
+    if not path.is_file():
+        return Settings(), None
+    try:
+        return Settings.load(path), None
+    except VbgError as exc:
+        return Settings(), f"ignored saved settings: {exc.line()}"
+
+
+def camera_choices() -> list[str]:
+    """Camera indices to offer (Linux: the /dev/video* nodes that exist)."""
+    if sys.platform.startswith("linux"):
+        nodes = sorted(Path("/dev").glob("video[0-9]*"), key=lambda p: int(p.name[5:]))
+        return [p.name[5:] for p in nodes]
+    return ["0", "1", "2"]
+
+
+def _bgr_pixmap(img: np.ndarray, size: QSize = THUMB) -> QPixmap:
+    img = np.ascontiguousarray(cover_fit(img, size.width(), size.height()))
+    h, w = img.shape[:2]
+    return QPixmap.fromImage(QImage(img.data, w, h, img.strides[0], QImage.Format.Format_BGR888).copy())
+
+
+def _icon_color(bgr: tuple[int, int, int]) -> QIcon:
+    img = np.empty((THUMB.height(), THUMB.width(), 3), np.uint8)
+    img[:] = bgr
+    return QIcon(_bgr_pixmap(img))
+
+
+def _icon_blur() -> QIcon:
+    img = np.zeros((THUMB.height(), THUMB.width(), 3), np.uint8)
+    for i, c in enumerate([(180, 120, 60), (60, 160, 220), (90, 200, 120), (200, 200, 200)]):
+        cv2.circle(img, (14 + i * 28, 20 + (i % 2) * 22), 16, c, -1)
+    return QIcon(_bgr_pixmap(cv2.GaussianBlur(img, (0, 0), 6)))
+
+
+class LabeledSlider(QWidget):
+    """An integer slider shown as a float value: value = position * scale."""
+
+    def __init__(self, lo: float, hi: float, step: float, fmt: str, on_change: Callable[[float], None]) -> None:
+        super().__init__()
+        self.step, self.fmt = step, fmt
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(round(lo / step), round(hi / step))
+        self.label = QLabel()
+        self.label.setMinimumWidth(48)
+        self.label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.slider, 1)
+        lay.addWidget(self.label)
+        self._on_change = on_change
+        self.slider.valueChanged.connect(self._changed)
+
+    def value(self) -> float:
+        return round(self.slider.value() * self.step, 6)
+
+    def set_value(self, v: float) -> None:
+        """Move without reporting a change (restoring settings)."""
+        self.slider.blockSignals(True)
+        self.slider.setValue(round(v / self.step))
+        self.slider.blockSignals(False)
+        self.label.setText(self.fmt.format(self.value()))
+
+    def _changed(self, _: int) -> None:
+        self.label.setText(self.fmt.format(self.value()))
+        self._on_change(self.value())
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: Settings | None = None, *, config: Path | None = None,
+                 backgrounds_dir: Path | None = None, camera_factory: CameraFactory | None = None,
+                 autostart: bool = True) -> None:
+        super().__init__()
+        self.config = config or config_path()
+        note = None
+        if settings is None:
+            settings, note = load_settings(self.config)
+        self.settings = settings
+        self.backgrounds_dir = backgrounds_dir or assets_dir() / "backgrounds"
+        self._camera_factory = camera_factory
+        self.vcam: VirtualCamSink | None = None
+        self.loop: LiveLoop | None = None
+        self.frames_shown = 0
+        self.shown: tuple[np.ndarray, Any] | None = None  # (image on screen, its Delivery)
+        self.bridge = FrameBridge(settings.view)
+        q = Qt.ConnectionType.QueuedConnection  # emitted on the processing thread
+        self.bridge.frame_ready.connect(self._show_frame, q)
+        self.bridge.ended.connect(self._session_ended, q)
+        self.bridge.error.connect(self._session_error, q)
+        self._save_timer = QTimer(self, singleShot=True, interval=500, timeout=self.save_settings)
+        self._readout_timer = QTimer(self, interval=500, timeout=self._update_readout)
+
+        self.setWindowTitle("vbg — virtual background")
+        self._build()
+        self._restore_controls()
+        self.resize(1180, 700)
+        if note:
+            self.statusBar().showMessage(note, 10000)
+        if autostart:
+            self.start_session()
+
+    # -- layout ----------------------------------------------------------
+    def _build(self) -> None:
+        central = QWidget()
+        root = QHBoxLayout(central)
+        root.setContentsMargins(10, 10, 10, 6)
+        root.setSpacing(10)
+
+        left = QVBoxLayout()
+        self.preview = QLabel("starting…")
+        self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.preview.setMinimumSize(320, 180)
+        self.preview.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.preview.setStyleSheet("QLabel { background: #111; color: #ddd; border-radius: 6px; }")
+        self.preview.setWordWrap(True)
+        left.addWidget(self.preview, 1)
+        views = QHBoxLayout()
+        self.view_buttons = QButtonGroup(self)
+        self.view_buttons.setExclusive(True)
+        for i, view in enumerate(VIEWS):
+            b = QPushButton(VIEW_LABELS[view])
+            b.setCheckable(True)
+            b.setToolTip(f"{VIEW_LABELS[view]} view ({i + 1})")
+            self.view_buttons.addButton(b, i)
+            views.addWidget(b)
+        self.view_buttons.idClicked.connect(lambda i: self.set_view(VIEWS[i]))
+        views.addStretch(1)
+        self.readout = QLabel("")
+        self.readout.setStyleSheet("color: palette(mid); font-family: monospace;")
+        views.addWidget(self.readout)
+        left.addLayout(views)
+        root.addLayout(left, 1)
+
+        panel = QWidget()
+        panel.setFixedWidth(330)
+        side = QVBoxLayout(panel)
+        side.setContentsMargins(0, 0, 6, 0)
+
+        # background
+        bg_box = QGroupBox("Background")
+        bg_lay = QVBoxLayout(bg_box)
+        self.bg_list = QListWidget()
+        self.bg_list.setViewMode(QListWidget.ViewMode.IconMode)
+        self.bg_list.setIconSize(THUMB)
+        self.bg_list.setGridSize(QSize(THUMB.width() + 12, THUMB.height() + 26))
+        self.bg_list.setMovement(QListWidget.Movement.Static)
+        self.bg_list.setResizeMode(QListWidget.ResizeMode.Adjust)
+        self.bg_list.setFixedHeight(2 * (THUMB.height() + 26) + 8)
+        self.bg_list.itemClicked.connect(self._bg_item_clicked)
+        bg_lay.addWidget(self.bg_list)
+        self._fill_backgrounds()
+        self.blur = LabeledSlider(1, 100, 1, "{:.0f}", lambda v: self.apply(bg=f"blur:{v:g}"))
+        blur_row = QFormLayout()
+        blur_row.addRow("Blur", self.blur)
+        bg_lay.addLayout(blur_row)
+        side.addWidget(bg_box)
+
+        # edges
+        edge_box = QGroupBox("Edges")
+        form = QFormLayout(edge_box)
+        self.threshold = LabeledSlider(0, 1, 0.01, "{:.2f}", lambda v: self.apply(threshold=v))
+        self.threshold.setToolTip("Mask threshold: higher keeps less of the picture")
+        self.slope = LabeledSlider(1, 50, 1, "{:.0f}", lambda v: self.apply(slope=v))
+        self.slope.setToolTip("Edge hardness: 1 = soft ramp, 50 = hard cut")
+        self.feather = LabeledSlider(0, 20, 0.5, "{:.1f} px", lambda v: self.apply(feather=v))
+        self.smoothing = LabeledSlider(0, 1, 0.01, "{:.2f}", lambda v: self.apply(smoothing=v))
+        self.smoothing.setToolTip("Temporal smoothing: steadier edges, slower to follow motion")
+        form.addRow("Threshold", self.threshold)
+        form.addRow("Hardness", self.slope)
+        form.addRow("Feather", self.feather)
+        form.addRow("Smoothing", self.smoothing)
+        side.addWidget(edge_box)
+
+        # source and model
+        src_box = QGroupBox("Camera and model")
+        form2 = QFormLayout(src_box)
+        self.camera = QComboBox()
+        self.camera.activated.connect(self._camera_picked)
+        self.mirror = QCheckBox("Mirror")
+        self.mirror.toggled.connect(lambda on: self.apply(mirror=on))
+        cam_row = QHBoxLayout()
+        cam_row.addWidget(self.camera, 1)
+        cam_row.addWidget(self.mirror)
+        form2.addRow("Camera", cam_row)
+        self.model = QComboBox()
+        self.model.activated.connect(self._model_picked)
+        form2.addRow("Model", self.model)
+        self.backend = QComboBox()
+        self.backend.addItems(list(BACKENDS))
+        self.backend.activated.connect(lambda i: self.apply(backend=BACKENDS[i]))
+        form2.addRow("Backend", self.backend)
+        side.addWidget(src_box)
+
+        # virtual camera
+        self.vcam_button = QPushButton("Start virtual camera")
+        self.vcam_button.setCheckable(True)
+        self.vcam_button.setToolTip("Send the result to the 'vbg' camera for Zoom, Meet or Teams (V)")
+        self.vcam_button.toggled.connect(self.set_virtual_camera)
+        self.vcam_button.setMinimumHeight(34)
+        side.addWidget(self.vcam_button)
+        keys = QLabel("  ".join(f"<b>{k}</b> {what}" for k, what in SHORTCUTS))
+        keys.setWordWrap(True)
+        keys.setStyleSheet("color: palette(mid); font-size: 11px;")
+        side.addWidget(keys)
+        side.addStretch(1)
+
+        scroll = QScrollArea()
+        scroll.setWidget(panel)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setFixedWidth(348)
+        root.addWidget(scroll)
+        self.setCentralWidget(central)
+        self._add_shortcuts()
+
+    def _add_shortcuts(self) -> None:
+        def action(keys: str | QKeySequence.StandardKey, fn: Callable[[], Any]) -> None:
+            a = QAction(self)
+            a.setShortcut(QKeySequence(keys))
+            a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            a.triggered.connect(lambda *_: fn())  # drop triggered's 'checked' argument
+            self.addAction(a)
+
+        for i, view in enumerate(VIEWS):
+            action(str(i + 1), lambda v=view: self.set_view(v))
+        action("V", self.vcam_button.toggle)
+        action("M", self.mirror.toggle)
+        action("B", lambda: self.apply(bg=f"blur:{self.blur.value():g}"))
+        action("Ctrl+O", self.pick_background_file)
+        action("Ctrl+Q", self.close)
+
+    def _fill_backgrounds(self) -> None:
+        self.bg_list.clear()
+        d = self.backgrounds_dir
+        files = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_EXTS) if d.is_dir() else []
+        for p in files:
+            img = cv2.imread(str(p), cv2.IMREAD_REDUCED_COLOR_4)  # thumbnails: decode at 1/4 size
+            if img is None:
+                log.warning("skipping unreadable background %s", p)
+                continue
+            item = QListWidgetItem(QIcon(_bgr_pixmap(img)), p.stem.replace("_", " "))
+            item.setData(ROLE_BG, str(p))
+            item.setToolTip(str(p))
+            self.bg_list.addItem(item)
+        specials = [("Blur", "blur", _icon_blur()), ("Colour…", "color", _icon_color(self._color())),
+                    ("None", "none", QIcon(_bgr_pixmap(checkerboard(THUMB.height(), THUMB.width(), 9)))),
+                    ("File…", "file", QIcon.fromTheme("document-open", _icon_color((70, 70, 70))))]
+        for text, key, icon in specials:
+            item = QListWidgetItem(icon, text)
+            item.setData(ROLE_BG, key)
+            self.bg_list.addItem(item)
+
+    def _color(self) -> tuple[int, int, int]:
+        bg = self.settings.background
+        return bg.color_bgr if bg.kind == "color" else BackgroundSpec("color").color_bgr
+
+    def _restore_controls(self) -> None:
+        s = self.settings
+        self.threshold.set_value(s.threshold)
+        self.slope.set_value(s.slope)
+        self.feather.set_value(s.feather)
+        self.smoothing.set_value(s.smoothing)
+        bg = s.background
+        self.blur.set_value(bg.blur if bg.kind == "blur" else 25)
+        self.blur.setEnabled(bg.kind == "blur")
+        self.mirror.blockSignals(True)
+        self.mirror.setChecked(s.mirror)
+        self.mirror.blockSignals(False)
+        self.view_buttons.button(VIEWS.index(s.view)).setChecked(True)
+        self.backend.setCurrentIndex(BACKENDS.index(s.backend))
+        self._fill_combo(self.camera, camera_choices(), s.camera, "Video file…",
+                         lambda v: f"Camera {v}" if v.isdigit() else v if v.startswith("/dev/") else Path(v).name)
+        names = ["default"] + [e.spec.name for e in list_models()]
+        self._fill_combo(self.model, names, s.model, "Model spec…", lambda v: Path(v).name)
+        self._select_bg_item()
+
+    @staticmethod
+    def _fill_combo(combo: QComboBox, values: list[str], current: str, browse: str,
+                    label: Callable[[str], str]) -> None:
+        combo.clear()
+        for v in dict.fromkeys(values + [current]):
+            combo.addItem(label(v), v)
+        combo.addItem(browse, None)
+        combo.setCurrentIndex(combo.findData(current))
+
+    def _select_bg_item(self) -> None:
+        bg = self.settings.background
+        key = str(bg.path) if bg.path is not None else bg.kind
+        for i in range(self.bg_list.count()):
+            item = self.bg_list.item(i)
+            if item.data(ROLE_BG) == key:
+                self.bg_list.setCurrentItem(item)
+                return
+        self.bg_list.setCurrentItem(None)  # a file from elsewhere
+        self.bg_list.clearSelection()
+
+    # -- settings ----------------------------------------------------------
+    def apply(self, **changes: Any) -> bool:
+        """Validate and apply a settings change; from the next frame, nothing restarts."""
+        try:
+            new = self.settings.replace(**changes)
+        except VbgError as exc:
+            self.statusBar().showMessage(exc.line(), 8000)
+            return False
+        if new == self.settings:
+            return True
+        old, self.settings = self.settings, new
+        if new.bg != old.bg:
+            self.blur.setEnabled(new.background.kind == "blur")
+            if new.background.kind == "blur":
+                self.blur.set_value(new.background.blur)
+            self._select_bg_item()
+        if self.loop is not None and self.loop.running:
+            self.loop.update(new)
+        elif any(getattr(new, k) != getattr(old, k) for k in ("camera", "model", "backend", "bg")):
+            self.start_session()  # the last session ended on an error: try again with the fix
+        self._save_timer.start()
+        return True
+
+    def save_settings(self) -> None:
+        try:
+            self.settings.save(self.config)
+        except OSError as exc:
+            self.statusBar().showMessage(f"cannot save settings to {self.config}: {exc.strerror}", 8000)
+
+    # -- session -------------------------------------------------------------
+    def start_session(self) -> None:
+        """(Re)start capture + processing; opening happens on the processing thread."""
+        self.stop_session()
+        self.preview.setText(f"opening {self.settings.camera}…")
+        self.loop = LiveLoop(self.settings, loop_file=True, on_delivery=self.bridge.deliver,
+                             on_end=self.bridge.on_end, on_error=self.bridge.on_error)
+        if self.vcam is not None:
+            self.loop.add_sink(self.vcam)
+        self.loop.start(background=True)
+        self._readout_timer.start()
+
+    def stop_session(self) -> None:
+        loop, self.loop = self.loop, None
+        if loop is not None:
+            loop.on_end = None  # a deliberate stop is not news
+            loop.stop()
+
+    def _show_frame(self) -> None:
+        item = self.bridge.take()
+        if item is None:
+            return
+        qimg, img, d = item
+        pm = QPixmap.fromImage(qimg)
+        size = self.preview.size()
+        if pm.width() > size.width() or pm.height() > size.height() or pm.width() < size.width() // 2:
+            pm = pm.scaled(size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+        self.preview.setPixmap(pm)
+        self.shown = (img, d)
+        self.frames_shown += 1
+
+    def _session_ended(self, reason: str, lost: bool) -> None:
+        self.preview.setPixmap(QPixmap())
+        self.preview.setText(("⚠ " if lost else "") + reason)
+        if lost:
+            self.statusBar().showMessage(reason, 15000)
+
+    def _session_error(self, message: str) -> None:
+        self.statusBar().showMessage(message, 10000)
+
+    def _update_readout(self) -> None:
+        loop = self.loop
+        if loop is None or not loop.running:
+            self.readout.setText("")
+            return
+        st = loop.stats(window=2.0)
+        backend = loop.backend_name
+        self.readout.setText(f"{st.fps:4.1f} fps   latency {st.latency_ms_p50:3.0f} ms (p95 {st.latency_ms_p95:3.0f})"
+                             + (f"   {backend}" if backend else ""))
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt name)
+        super().resizeEvent(event)
+        s = self.preview.size()
+        self.bridge.target_size = (s.width(), s.height())
+
+    # -- controls --------------------------------------------------------------
+    def set_view(self, view: str) -> None:
+        self.bridge.view = view
+        self.view_buttons.button(VIEWS.index(view)).setChecked(True)
+        self.apply(view=view)
+
+    def _bg_item_clicked(self, item: QListWidgetItem) -> None:
+        key = item.data(ROLE_BG)
+        if key == "file":
+            self.pick_background_file()
+        elif key == "color":
+            c = QColorDialog.getColor(QColor(*reversed(self._color())), self, "Background colour")
+            if c.isValid():
+                self.pick_color(c)
+        elif key == "blur":
+            self.apply(bg=f"blur:{self.blur.value():g}")
+        else:
+            self.set_background(key)
+
+    def pick_color(self, c: QColor) -> None:
+        self.apply(bg=f"color:#{c.red():02x}{c.green():02x}{c.blue():02x}")
+        for i in range(self.bg_list.count()):
+            if self.bg_list.item(i).data(ROLE_BG) == "color":
+                self.bg_list.item(i).setIcon(_icon_color((c.blue(), c.green(), c.red())))
+
+    def pick_background_file(self) -> None:
+        exts = " ".join(f"*{e}" for e in (*IMAGE_EXTS, *sorted(VIDEO_EXTS)))
+        path, _ = QFileDialog.getOpenFileName(self, "Background image or video", str(Path.home()),
+                                              f"Images and videos ({exts});;All files (*)")
+        if path:
+            self.set_background(path)
+
+    def set_background(self, text: str) -> bool:
+        """An image/video path or a bg spec; checked here so a bad file never reaches the loop."""
+        try:
+            spec = BackgroundSpec.parse(text)
+            if spec.path is not None:
+                make_background(spec).close()
+        except VbgError as exc:
+            self.statusBar().showMessage(exc.line(), 10000)
+            self._select_bg_item()
+            return False
+        return self.apply(bg=text)
+
+    def _camera_picked(self, index: int) -> None:
+        value = self.camera.itemData(index)
+        if value is None:
+            exts = " ".join(f"*{e}" for e in sorted(VIDEO_EXTS))
+            value, _ = QFileDialog.getOpenFileName(self, "Video file as camera", str(Path.home()),
+                                                   f"Videos ({exts});;All files (*)")
+            if not value:
+                self.camera.setCurrentIndex(self.camera.findData(self.settings.camera))
+                return
+            self.camera.insertItem(self.camera.count() - 1, Path(value).name, value)
+            self.camera.setCurrentIndex(self.camera.findData(value))
+        self.apply(camera=value)
+
+    def _model_picked(self, index: int) -> None:
+        value = self.model.itemData(index)
+        if value is None:
+            value, _ = QFileDialog.getOpenFileName(self, "Model spec", str(Path.home()), "Model spec (*.json)")
+            if not value:
+                self.model.setCurrentIndex(self.model.findData(self.settings.model))
+                return
+            self.model.insertItem(self.model.count() - 1, Path(value).name, value)
+            self.model.setCurrentIndex(self.model.findData(value))
+        self.apply(model=value)
+
+    def set_virtual_camera(self, on: bool) -> None:
+        if on and self.vcam is None:
+            loop = self.loop
+            w, h = loop.frame_size if loop is not None else (self.settings.width, self.settings.height)
+            fps = loop.source_fps if loop is not None else self.settings.fps
+            try:
+                self.vcam = VirtualCamSink(w, h, fps, camera_factory=self._camera_factory)
+            except VbgError as exc:
+                self.statusBar().showMessage(exc.line(), 20000)
+                self.vcam_button.blockSignals(True)
+                self.vcam_button.setChecked(False)
+                self.vcam_button.blockSignals(False)
+                return
+            if loop is not None:
+                loop.add_sink(self.vcam)
+            self.statusBar().showMessage(f"virtual camera on: {self.vcam.device}", 5000)
+        elif not on and self.vcam is not None:
+            vcam, self.vcam = self.vcam, None
+            if self.loop is not None:
+                self.loop.remove_sink(vcam)
+            vcam.close()
+            self.statusBar().showMessage("virtual camera off", 3000)
+        self.vcam_button.setText("Stop virtual camera" if self.vcam else "Start virtual camera")
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt name)
+        self._readout_timer.stop()
+        self._save_timer.stop()
+        self.save_settings()
+        self.set_virtual_camera(False)
+        self.stop_session()
+        super().closeEvent(event)
+
+
+def dark_palette(app: QApplication) -> None:
+    app.setStyle("Fusion")
+    p = QPalette()
+    base, text, mid = QColor(37, 39, 43), QColor(225, 226, 228), QColor(140, 142, 148)
+    for role, color in [(QPalette.ColorRole.Window, QColor(30, 31, 35)), (QPalette.ColorRole.WindowText, text),
+                        (QPalette.ColorRole.Base, base), (QPalette.ColorRole.AlternateBase, QColor(45, 47, 52)),
+                        (QPalette.ColorRole.Text, text), (QPalette.ColorRole.Button, QColor(48, 50, 56)),
+                        (QPalette.ColorRole.ButtonText, text), (QPalette.ColorRole.Highlight, QColor(56, 132, 230)),
+                        (QPalette.ColorRole.HighlightedText, QColor(255, 255, 255)),
+                        (QPalette.ColorRole.ToolTipBase, base), (QPalette.ColorRole.ToolTipText, text),
+                        (QPalette.ColorRole.Mid, mid), (QPalette.ColorRole.PlaceholderText, mid)]:
+        p.setColor(role, color)
+    app.setPalette(p)
+
+
+# --- the `vbg gui` command ---------------------------------------------------
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--camera", help="camera index, device path or a video file (looped)")
+    p.add_argument("--bg", help="background: image, video, blur[:N], color:#RRGGBB or none")
+    p.add_argument("--model", help="model name or spec path")
+    p.add_argument("--backend", choices=BACKENDS)
+    p.add_argument("--config", type=Path, help=f"settings file to restore and save (default {config_path()})")
+    p.add_argument("--screenshot", type=Path, metavar="PNG",
+                   help="save a picture of the window once frames show, then quit (for docs)")
+
+
+def run(args: argparse.Namespace) -> int:
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("vbg")
+    dark_palette(app)  # type: ignore[arg-type]
+    config = args.config or config_path()
+    settings, note = load_settings(config)
+    changes = {k: getattr(args, k) for k in ("camera", "bg", "model", "backend") if getattr(args, k)}
+    if changes:
+        settings = settings.replace(**changes)
+    win = MainWindow(settings, config=config)
+    if note:
+        win.statusBar().showMessage(note, 10000)
+    win.show()
+    if args.screenshot:
+        _screenshot_when_ready(win, args.screenshot)
+    return int(app.exec())
+
+
+def _screenshot_when_ready(win: MainWindow, path: Path, frames: int = 20, timeout: float = 20.0) -> None:
+    t0 = time.monotonic()
+
+    def check() -> None:
+        ended = win.loop is None or not win.loop.running
+        if win.frames_shown >= frames or ended or time.monotonic() - t0 > timeout:
+            win._update_readout()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            win.grab().save(str(path))
+            log.warning("saved %s", path)
+            win.close()
+        else:
+            QTimer.singleShot(100, check)
+
+    QTimer.singleShot(100, check)
