@@ -1,0 +1,181 @@
+"""Outputs that appear complete or not at all.
+
+``atomic_output(final)`` hands out a temporary path in the final file's own
+directory (same file system, so the closing rename is atomic) and renames it
+to ``final`` only when the ``with`` block ends normally. On an exception,
+including ``KeyboardInterrupt``, the temporary file or folder is removed, so
+a failed or interrupted conversion leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import VbgError
+
+log = logging.getLogger(__name__)
+
+PARTIAL_TAG = ".vbg-partial-"
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """True when ``a`` and ``b`` name the same file (following links), existing or not."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return os.path.normcase(os.path.abspath(a.resolve())) == os.path.normcase(os.path.abspath(b.resolve()))
+
+
+def ensure_dir(d: Path) -> list[Path]:
+    """Create ``d`` (and parents) if needed; -> the folders created, innermost last.
+
+    A one-line error if that is impossible.
+    """
+    created = []
+    p = d
+    while not p.exists() and p != p.parent:
+        created.append(p)
+        p = p.parent
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise VbgError(f"output folder {d} is a file", "choose another --output") from None
+    except OSError as exc:
+        raise _dir_error(d, exc) from None
+    if not d.is_dir():
+        raise VbgError(f"output folder {d} is not a folder", "choose another --output")
+    return created[::-1]
+
+
+def _remove_dirs(created: list[Path]) -> None:
+    """Undo ``ensure_dir``: remove the folders it made, if still empty."""
+    for p in reversed(created):
+        try:
+            p.rmdir()
+        except OSError:
+            break
+
+
+def _dir_error(d: Path, exc: OSError) -> VbgError:
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return VbgError(f"output folder {d} is not writable",
+                        "choose another --output, or fix the folder's permissions")
+    if exc.errno == errno.ENOTDIR:
+        return VbgError(f"output path {d} is inside a file, not a folder", "choose another --output")
+    if exc.errno == errno.ENOSPC:
+        return VbgError(f"no space left in {d}", "free some disk space or choose another --output")
+    return VbgError(f"cannot write to {d}: {exc.strerror}", "choose another --output")
+
+
+def check_target(final: Path, *, overwrite: bool, inputs: tuple[Path, ...] = ()) -> None:
+    """Refuse to write over an input, or over an existing output without ``overwrite``."""
+    for src in inputs:
+        if same_file(final, src):
+            raise VbgError(f"output {final} is the input file", "choose another --output; inputs are never overwritten")
+    if final.is_dir():
+        raise VbgError(f"output {final} is a folder", "choose a file name for --output")
+    if final.exists() and not final.is_dir() and not overwrite:
+        raise VbgError(f"output {final} already exists", "use -y to overwrite it, or choose another --output")
+
+
+@contextlib.contextmanager
+def atomic_output(final: Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary file path beside ``final``; rename it into place on success.
+
+    The temporary name keeps ``final``'s extension (encoders pick the format
+    from it) and starts with a dot so file browsers hide it meanwhile.
+    """
+    final = Path(final)
+    check_target(final, overwrite=overwrite)
+    d = final.parent
+    created = ensure_dir(d)
+    try:
+        tmp = _make_temp(d, f".{final.stem}{PARTIAL_TAG}", final.suffix, folder=False)
+    except OSError as exc:
+        _remove_dirs(created)
+        raise _dir_error(d, exc) from None
+    try:
+        yield tmp
+        if not overwrite and final.exists():  # appeared while we worked
+            raise VbgError(f"output {final} already exists", "use -y to overwrite it, or choose another --output")
+        try:
+            os.replace(tmp, final)
+        except OSError as exc:
+            raise VbgError(f"cannot rename {tmp.name} to {final}: {exc.strerror}",
+                           "check the output folder") from None
+    except BaseException:
+        _remove(tmp)
+        _remove_dirs(created)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_folder(final: Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside ``final``; move its files into ``final`` on success.
+
+    ``final`` may already exist (files in it are kept); a file of the same
+    name as a new one is replaced only with ``overwrite``. Used for PNG
+    sequences, so an interrupted run leaves no half sequence.
+    """
+    final = Path(final)
+    parent = final.parent
+    if final.exists() and not final.is_dir():
+        raise VbgError(f"output {final} is a file, not a folder", "choose a folder for --output")
+    created = ensure_dir(parent)
+    try:
+        tmp = _make_temp(parent, f".{final.name}{PARTIAL_TAG}", "", folder=True)
+    except OSError as exc:
+        _remove_dirs(created)
+        raise _dir_error(parent, exc) from None
+    try:
+        yield tmp
+        names = sorted(os.listdir(tmp))
+        if final.is_dir():
+            clash = [n for n in names if (final / n).exists()]
+            if clash and not overwrite:
+                raise VbgError(f"{final / clash[0]} already exists ({len(clash)} files would be replaced)",
+                               "use -y to overwrite, or choose another --output")
+            for n in names:
+                os.replace(tmp / n, final / n)
+            os.rmdir(tmp)
+        else:
+            os.rename(tmp, final)
+    except BaseException:
+        _remove(tmp)
+        _remove_dirs(created)
+        raise
+
+
+def _make_temp(d: Path, prefix: str, suffix: str, *, folder: bool) -> Path:
+    """A new, unique file or folder in ``d``; unlike tempfile's, its mode follows the umask
+    (the renamed output should get the permissions of any new file)."""
+    for _ in range(100):
+        p = d / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        try:
+            if folder:
+                os.mkdir(p, 0o777)
+            else:
+                os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return p
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name in {d}")
+
+
+def _remove(p: Path) -> None:
+    try:
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink(missing_ok=True)
+    except OSError as exc:  # pragma: no cover - best effort on the way out
+        log.warning("could not remove temporary %s: %s", p, exc)

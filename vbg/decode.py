@@ -1,0 +1,253 @@
+"""Video decoding with PyAV in a background thread.
+
+``VideoDecoder(path)`` opens the file, decodes the first frame at once (so a
+corrupt file or a video without frames fails before any output exists),
+then a thread decodes ahead into a bounded queue while the caller processes.
+Iterating yields, in file order:
+
+* ``DecodedFrame``: upright BGR pixels plus the frame's own timestamp
+  (``pts`` in ``info.time_base``), so variable frame rates survive;
+* ``av.Packet``: audio packets, untouched, for the encoder to copy.
+
+Rotation metadata (a display matrix, e.g. from phones) is applied to the
+pixels here: the model then sees people upright, and the output needs no
+rotation flag to show correctly in every player.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .errors import VbgError
+
+log = logging.getLogger(__name__)
+
+_END = object()
+
+# counter-clockwise display rotation -> the cv2.rotate code that makes frames upright
+_ROTATE = {90: cv2.ROTATE_90_COUNTERCLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_CLOCKWISE}
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: Path
+    width: int  # as displayed, i.e. after rotation
+    height: int
+    rotation: int  # 0, 90, 180 or 270: counter-clockwise turn applied to stored frames
+    rate: Fraction | None  # average frame rate, None when unknown
+    time_base: Fraction  # unit of DecodedFrame.pts
+    frames: int  # expected frame count, 0 when unknown
+    duration: float | None  # seconds
+    sample_aspect_ratio: Fraction | None
+    color_primaries: int
+    color_trc: int
+    audio_codec: str | None
+
+
+@dataclass(frozen=True)
+class DecodedFrame:
+    image: np.ndarray  # BGR uint8 (H, W, 3), upright
+    pts: int  # presentation time in VideoInfo.time_base, strictly increasing
+    index: int
+    decode_ms: float  # decode + colour conversion + rotation for this frame
+
+
+@dataclass
+class _Failure:
+    exc: BaseException
+
+
+def open_error(path: Path, exc: BaseException) -> VbgError:
+    """Map an exception from opening/reading an input to a one-line error."""
+    if isinstance(exc, FileNotFoundError) or not path.exists():
+        return VbgError(f"input {path} not found", "check the path")
+    if isinstance(exc, PermissionError):
+        return VbgError(f"cannot read input {path}: permission denied", "check the file's permissions")
+    if isinstance(exc, IsADirectoryError):
+        return VbgError(f"input {path} is a folder", "give a video or image file, or a folder of images")
+    return VbgError(f"cannot read {path}: not a video, or the file is corrupt",
+                    "check that it plays in a video player")
+
+
+def _normalise_rotation(deg: float) -> int:
+    r = int(round(deg / 90.0)) * 90 % 360
+    if abs(((deg % 360) - r + 180) % 360 - 180) > 1:
+        log.warning("display rotation of %.1f degrees is not a multiple of 90; ignored", deg)
+        return 0
+    return r
+
+
+class VideoDecoder:
+    """Decode a video file ahead of the caller, in a thread.
+
+    Use as a context manager (or call ``close``); closing stops the thread
+    even when the caller gives up half way (errors, Ctrl-C).
+    """
+
+    def __init__(self, path: str | Path, *, queue_size: int = 8, audio: bool = True) -> None:
+        import av
+
+        self.path = Path(path)
+        self.bad_packets = 0
+        self._q: queue.Queue[Any] = queue.Queue(maxsize=max(1, queue_size))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        try:
+            self._container = av.open(str(self.path), metadata_errors="ignore")
+        except (OSError, av.FFmpegError, ValueError) as exc:
+            raise open_error(self.path, exc) from None
+        try:
+            if not self._container.streams.video:
+                raise VbgError(f"{self.path} has no video stream", "give a video or an image file")
+            self._video = self._container.streams.video[0]
+            self._video.thread_type = "AUTO"  # frame + slice threads: decode is rarely the bottleneck then
+            self.audio_stream = self._container.streams.audio[0] if audio and self._container.streams.audio else None
+            self._gen = self._items()
+            self._head: list[Any] = []
+            first: DecodedFrame | None = None
+            for item in self._gen:
+                self._head.append(item)
+                if isinstance(item, DecodedFrame):
+                    first = item
+                    break
+            if first is None:
+                raise VbgError(f"{self.path} has no video frames", "check that it plays in a video player")
+            self.info = self._make_info(first)
+        except BaseException:
+            self._container.close()
+            raise
+
+    # -- setup -----------------------------------------------------------
+    def _make_info(self, first: DecodedFrame) -> VideoInfo:
+        v = self._video
+        cc = v.codec_context
+        rate = v.average_rate or v.guessed_rate or v.base_rate
+        rate = Fraction(rate) if rate else None
+        duration: float | None = None
+        if v.duration and v.time_base:
+            duration = float(v.duration * v.time_base)
+        elif self._container.duration:
+            duration = self._container.duration / 1_000_000
+        frames = int(v.frames or 0)
+        if not frames and duration and rate:
+            frames = int(round(duration * rate))
+        h, w = first.image.shape[:2]
+        sar = v.sample_aspect_ratio or cc.sample_aspect_ratio
+        return VideoInfo(
+            path=self.path, width=w, height=h, rotation=self._rotation, rate=rate,
+            time_base=self._time_base, frames=frames, duration=duration,
+            sample_aspect_ratio=Fraction(sar) if sar else None,
+            color_primaries=int(getattr(cc, "color_primaries", 2) or 2),
+            color_trc=int(getattr(cc, "color_trc", 2) or 2),
+            audio_codec=self.audio_stream.codec_context.name if self.audio_stream is not None else None,
+        )
+
+    # -- the decoding generator (runs in the thread after the first frame) --
+    def _items(self) -> Iterator[Any]:
+        import av
+
+        v = self._video
+        streams = [v] + ([self.audio_stream] if self.audio_stream is not None else [])
+        self._time_base = Fraction(v.time_base) if v.time_base else Fraction(1, 1000)
+        self._rotation = 0
+        rate = v.average_rate or v.guessed_rate
+        step = max(1, round(1 / (rate * self._time_base))) if rate else 1
+        index, last_pts = 0, None
+        t0 = time.perf_counter()
+        try:
+            for packet in self._container.demux(streams):
+                if self._stop.is_set():
+                    return
+                if packet.stream.type == "audio":
+                    if packet.size:
+                        yield packet
+                        t0 = time.perf_counter()
+                    continue
+                try:
+                    frames = packet.decode()
+                except av.FFmpegError as exc:  # damaged packet: skip it, like players do
+                    self.bad_packets += 1
+                    log.warning("%s: skipping a damaged video packet (%s)", self.path.name, exc)
+                    continue
+                for f in frames:
+                    if index == 0:
+                        self._rotation = _normalise_rotation(f.rotation or 0)
+                    img = f.to_ndarray(format="bgr24")
+                    if self._rotation:
+                        img = cv2.rotate(img, _ROTATE[self._rotation])
+                    pts = f.pts
+                    if pts is None:
+                        pts = index * step if last_pts is None else last_pts + step
+                    if last_pts is not None and pts <= last_pts:  # broken timestamps: keep order
+                        pts = last_pts + 1
+                    last_pts = pts
+                    item = DecodedFrame(img, int(pts), index, (time.perf_counter() - t0) * 1e3)
+                    index += 1
+                    yield item
+                    t0 = time.perf_counter()
+        except av.FFmpegError as exc:
+            if index == 0:
+                raise open_error(self.path, exc) from None
+            log.warning("%s: stopped reading after %d frames: %s", self.path.name, index, exc)
+
+    # -- the thread ------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            for item in self._gen:
+                if not self._put(item):
+                    return
+            self._put(_END)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            self._put(_Failure(exc))
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[DecodedFrame | Any]:
+        """Yield DecodedFrame and audio av.Packet items in file order."""
+        head, self._head = self._head, []
+        yield from head
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="vbg-decode", daemon=True)
+            self._thread.start()
+        while True:
+            item = self._q.get()
+            if item is _END:
+                return
+            if isinstance(item, _Failure):
+                raise item.exc
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            while self._thread.is_alive():
+                try:  # unblock a put
+                    self._q.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+            self._thread.join()
+        self._container.close()
+
+    def __enter__(self) -> "VideoDecoder":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

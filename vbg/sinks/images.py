@@ -1,0 +1,123 @@
+"""Image outputs: single images, PNG sequences, 8-bit masks.
+
+Files are encoded in memory (``cv2.imencode``) and written to a temporary
+name, then renamed, so a half-written image never appears; this also works
+for non-ASCII paths on Windows, where ``cv2.imwrite`` does not.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..atomic import atomic_output
+from ..errors import VbgError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+ALPHA_EXTS = frozenset({".png", ".webp", ".tif", ".tiff"})
+
+_PATTERN = re.compile(r"%0?\d*d")
+
+
+def is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTS
+
+
+def read_image(path: Path) -> np.ndarray:
+    """-> BGR uint8 (H, W, 3), EXIF orientation applied; one-line error if unreadable."""
+    try:
+        data = np.fromfile(str(path), np.uint8)
+    except FileNotFoundError:
+        raise VbgError(f"input {path} not found", "check the path") from None
+    except PermissionError:
+        raise VbgError(f"cannot read input {path}: permission denied", "check the file's permissions") from None
+    except OSError as exc:
+        raise VbgError(f"cannot read input {path}: {exc.strerror}", "check the file") from None
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if img is None:
+        raise VbgError(f"cannot read image {path}: not an image, or the file is corrupt",
+                       "check that it opens in an image viewer")
+    return img
+
+
+def check_image_output(path: Path, mode: str, pixels_have_alpha: bool) -> None:
+    ext = path.suffix.lower()
+    if ext not in IMAGE_EXTS:
+        raise VbgError(f"unknown image output type {ext or '(none)'} in {path.name}",
+                       "use .png, .jpg or .webp")
+    if pixels_have_alpha and ext not in ALPHA_EXTS:
+        raise VbgError(f"{ext} cannot hold transparency", "use .png or .webp for --output-mode alpha / --bg none")
+
+
+def encode_image(pixels: np.ndarray, ext: str, *, fast: bool = False) -> bytes:
+    ext = ext.lower()
+    params: list[int] = []
+    if ext in (".jpg", ".jpeg"):
+        params = [cv2.IMWRITE_JPEG_QUALITY, 95]
+    elif ext == ".png":
+        params = [cv2.IMWRITE_PNG_COMPRESSION, 1 if fast else 3]
+    elif ext == ".webp":
+        params = [cv2.IMWRITE_WEBP_QUALITY, 95]
+    ok, buf = cv2.imencode(ext, pixels, params)
+    if not ok:  # pragma: no cover - only for exotic encoder failures
+        raise VbgError(f"cannot encode a {ext} image", "use .png")
+    return buf.tobytes()
+
+
+def write_image(path: Path, pixels: np.ndarray, *, overwrite: bool = False) -> None:
+    """Write one image atomically (temporary name, then rename)."""
+    data = encode_image(pixels, path.suffix)
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+
+
+def sequence_pattern(path: Path) -> tuple[Path, str]:
+    """An output naming a PNG sequence -> (folder, printf-style file pattern).
+
+    ``out/`` -> (out, ``%06d.png``); ``out/frame_%04d.png`` -> (out,
+    ``frame_%04d.png``); ``out/frame.png`` -> (out, ``frame_%06d.png``).
+    """
+    if path.suffix.lower() == ".png":
+        name = path.name
+        if not _PATTERN.search(name):
+            name = f"{path.stem}_%06d.png"
+        return path.parent, name
+    return path, "%06d.png"
+
+
+def is_sequence_target(path: Path, text: str) -> bool:
+    """Does an --output value name a PNG sequence (a folder or a .png pattern)?"""
+    return (text.endswith(("/", os.sep)) or path.is_dir() or not path.suffix
+            or path.suffix.lower() == ".png")
+
+
+class PngSequenceSink:
+    """Writes numbered PNGs (1, 2, ...) into a folder, usually a temporary one."""
+
+    def __init__(self, folder: Path, pattern: str) -> None:
+        self.folder = folder
+        self.pattern = pattern
+        self.frames = 0
+
+    def write(self, pixels: np.ndarray, pts: int = 0) -> None:
+        self.frames += 1
+        name = self.pattern % self.frames
+        with open(self.folder / name, "wb") as fh:
+            fh.write(encode_image(pixels, ".png", fast=True))
+
+    def write_audio(self, packet: object) -> None:
+        pass  # PNG frames carry no sound
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
