@@ -1,0 +1,86 @@
+"""The bundled models: loadable by the runtime alone (no torch), small,
+and giving sensible masks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "assets" / "models"
+
+# Runs in a fresh interpreter where importing torch fails, as on a user's
+# machine without the train extra.
+NO_TORCH_SCRIPT = r"""
+import json, sys
+sys.modules["torch"] = None
+import numpy as np
+from vbg.models import list_models, resolve_model
+from vbg.backends.onnxruntime import OnnxRuntimeBackend
+
+spec = resolve_model(None)
+backend = OnnxRuntimeBackend(spec, threads=1)
+h, w = 480, 640
+yy, xx = np.mgrid[0:h, 0:w]
+# an empty room: a wall with a soft gradient and a darker floor
+wall = np.zeros((h, w, 3), np.uint8)
+wall[:] = (170, 180, 190)
+wall = (wall * (0.8 + 0.2 * xx[..., None] / w)).astype(np.uint8)
+wall[int(h * 0.75):] = (60, 80, 100)
+mask = backend.infer([wall, wall])
+out = {"name": spec.name, "shape": list(mask.shape), "min": float(mask.min()), "max": float(mask.max()),
+       "mean": float(mask.mean()), "torch": "torch" in sys.modules and sys.modules["torch"] is not None,
+       "models": [e.spec.name for e in list_models() if e.origin == "bundled"]}
+print(json.dumps(out))
+"""
+
+
+def _bundled() -> list[Path]:
+    return sorted(MODELS.glob("*.json"))
+
+
+def test_bundled_specs_are_small_and_complete() -> None:
+    from vbg.spec import ModelSpec
+
+    specs = [ModelSpec.load(p) for p in _bundled()]
+    assert specs, "no bundled models"
+    defaults = [s for s in specs if s.extra.get("default")]
+    assert len(defaults) == 1 and defaults[0].name.startswith("unet")
+    assert any("deeplab" in s.name for s in specs)
+    for s in specs:
+        assert s.onnx.is_file()
+        size = s.onnx.stat().st_size + s.path.stat().st_size  # type: ignore[union-attr]
+        assert size <= 10 * 1024 * 1024, f"{s.name} is {size} bytes"
+        assert s.extra.get("training", {}).get("arch"), "made by our trainer: records its architecture"
+
+
+def test_default_runs_without_torch() -> None:
+    r = subprocess.run([sys.executable, "-c", NO_TORCH_SCRIPT], capture_output=True, text=True, timeout=120,
+                       cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["torch"] is False
+    assert out["name"].startswith("unet")
+    assert out["shape"][0] == 2 and 0.0 <= out["min"] and out["max"] <= 1.0
+    assert out["mean"] < 0.15, "an empty room is background"
+
+
+@pytest.mark.shared
+def test_default_segments_real_people(shared_dir) -> None:
+    """On held-out labelled photos the default's mask matches the label."""
+    from vbg.backends.onnxruntime import OnnxRuntimeBackend
+    from vbg.models import resolve_model
+    from vbg.train.data import find_pairs, split_pairs
+    from vbg.train.eval_cmd import evaluate_models
+
+    _, val = split_pairs(find_pairs(shared_dir / "data" / "person-seg"))
+    val = [p for p in val if p.source != "coco128-person"][:12]
+    spec = resolve_model(None)
+    res = evaluate_models([spec], val, threads=2, progress=False)[0]
+    assert np.mean(res.iou) > 0.8
+    assert OnnxRuntimeBackend(spec).spec.name == spec.name

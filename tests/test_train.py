@@ -1,0 +1,265 @@
+"""Training code: every architecture builds, learns, and exports faithfully."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from conftest import disc_frame  # noqa: E402
+from vbg.train.data import Sample  # noqa: E402
+from vbg.train.losses import SegLoss, boundary_band  # noqa: E402
+from vbg.train.models import build_model  # noqa: E402
+
+# small widths so every architecture trains in a second or two
+ARCHS = {
+    "unet-lite": {"enc_channels": (8, 12, 16, 24, 32), "dec_channels": (24, 16, 12, 8), "depths": (1, 1, 1, 1)},
+    "unet-transpose": {"enc_channels": (8, 16, 32), "up": "transpose"},
+    "unet-bilinear": {"enc_channels": (8, 16, 32), "up": "bilinear"},
+    "unet-nearest": {"enc_channels": (8, 16, 32), "up": "nearest"},
+    "unet-unpool": {"enc_channels": (8, 16, 32), "up": "unpool"},
+    "deeplabv3": {"rates": (1, 2, 3), "aspp_channels": 16, "channels": (8, 12, 16, 24, 32), "depths": (1, 1, 1, 1)},
+    "deeplabv3-os8": {"rates": (1, 2, 3), "aspp_channels": 16, "channels": (8, 12, 16, 24, 32),
+                      "depths": (1, 1, 1, 1)},
+    "deeplabv3-resnet": {"backbone": "resnet", "rates": (1, 2, 3), "aspp_channels": 16,
+                         "channels": (8, 12, 16, 24, 32), "depths": (1, 1, 1, 1)},
+    "fcdensenet": {"preset": None, "down": (2, 2, 2), "bottleneck": 2, "growth": 6, "stem_channels": 12,
+                   "dropout": 0.0},
+    "fcn8s": {"widths": (8, 12, 16, 24, 32), "convs": (1, 1, 1, 1, 1), "fc_channels": 32, "dropout": 0.0},
+    "fcn8s-bilinear": {"widths": (8, 12, 16, 24, 32), "convs": (1, 1, 1, 1, 1), "fc_channels": 32,
+                       "up": "bilinear", "dropout": 0.0},
+}
+
+
+def _build(key: str, num_classes: int = 1) -> torch.nn.Module:
+    arch = {"unet-transpose": "unet", "unet-bilinear": "unet", "unet-nearest": "unet", "unet-unpool": "unet",
+            "deeplabv3-resnet": "deeplabv3", "fcdensenet": "fcdensenet56", "fcn8s-bilinear": "fcn8s"}.get(key, key)
+    torch.manual_seed(0)
+    return build_model(arch, num_classes, **ARCHS[key])
+
+
+def _disc_batch(n: int, w: int = 64, h: int = 48, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    for i in range(n):
+        f, gt = disc_frame(w, h, rng.uniform(18, w - 18), rng.uniform(14, h - 14), rng.uniform(8, 14), seed=seed + i)
+        xs.append(torch.from_numpy(f[..., ::-1].copy()).permute(2, 0, 1).float() / 127.5 - 1)
+        ys.append(torch.from_numpy(gt.astype(np.float32))[None])
+    return torch.stack(xs), torch.stack(ys)
+
+
+def _iou(logits: torch.Tensor, y: torch.Tensor) -> float:
+    p, g = logits > 0, y > 0.5
+    return float((p & g).sum() / (p | g).sum().clamp(min=1))
+
+
+@pytest.mark.parametrize("key", list(ARCHS))
+def test_forward_sizes(key: str) -> None:
+    model = _build(key, num_classes=3).eval()
+    with torch.no_grad():
+        for h, w in [(48, 64), (64, 64), (37, 50), (72, 128)]:
+            assert model(torch.randn(2, 3, h, w)).shape == (2, 3, h, w)
+
+
+@pytest.mark.parametrize("key", list(ARCHS))
+def test_overfits_tiny_set(key: str) -> None:
+    torch.set_num_threads(2)
+    model = _build(key)
+    x, y = _disc_batch(4)
+    loss_fn = SegLoss(1)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    # IoU with batch statistics: 30 steps are too few for BatchNorm's running averages
+    with torch.no_grad():
+        iou0 = _iou(model(x), y)
+    losses = []
+    for _ in range(30):
+        loss = loss_fn(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    with torch.no_grad():
+        iou1 = _iou(model(x), y)
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:3])
+    assert iou1 > max(iou0 + 0.2, 0.5), (iou0, iou1)
+
+
+@pytest.mark.parametrize("key", list(ARCHS))
+def test_onnx_matches_torch(key: str, tmp_path) -> None:
+    from vbg.train.export import check_export, export_onnx
+
+    model = _build(key, num_classes=2).eval()
+    # non-trivial BatchNorm statistics, as after training
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    path = export_onnx(model, tmp_path / f"{key}.onnx", (80, 48))
+    assert check_export(model, path, (80, 48)) < 1e-3
+
+
+def test_unpool_needs_classic_encoder() -> None:
+    with pytest.raises(ValueError):
+        build_model("unet-lite", 1, up="unpool")
+
+
+def test_tiramisu_presets_match_paper() -> None:
+    # parameter counts from Jégou et al. 2017 (Table 2): 1.5 M, 3.5 M, 9.4 M
+    counts = {p: sum(t.numel() for t in build_model(f"fcdensenet{p}", 11).parameters()) for p in (56, 67, 103)}
+    assert 1.3e6 < counts[56] < 1.6e6
+    assert 3.3e6 < counts[67] < 3.7e6
+    assert 9.0e6 < counts[103] < 9.6e6
+
+
+def test_boundary_band_marks_edges() -> None:
+    m = torch.zeros(1, 1, 20, 20)
+    m[..., 5:15, 5:15] = 1
+    band = boundary_band(m, 3)[0, 0]
+    assert band[5, 10] == 1 and band[4, 10] == 1 and band[10, 10] == 0 and band[0, 0] == 0
+
+
+def _synthetic_samples(n: int, w: int = 96, h: int = 72, classes: int = 1) -> list[Sample]:
+    out = []
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        f, gt = disc_frame(w, h, rng.uniform(30, w - 30), rng.uniform(25, h - 25), rng.uniform(14, 20), seed=i)
+        if classes == 1:
+            mask = np.where(gt, 255, 0).astype(np.uint8)
+        else:  # trimap classes: 0 = object, 1 = background, 2 = border
+            import cv2
+            g = gt.astype(np.uint8)
+            edge = cv2.morphologyEx(g, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
+            mask = np.where(gt, 0, 1).astype(np.uint8)
+            mask[edge] = 2
+        out.append(Sample(f, mask, f"syn/{i}"))
+    return out
+
+
+def _cfg(tmp_path, **kw):
+    from vbg.train.trainer import TrainConfig
+
+    base = dict(out=str(tmp_path / "run"), arch="unet-lite", arch_options=ARCHS["unet-lite"], sizes=[(64, 48)],
+                val_size=(64, 48), batch=4, epochs=3, lr=1e-2, workers=0, ema=0.0,
+                augment={"paste_p": 0.0, "whole_p": 1.0, "rotate": 0.0, "color_p": 0.0, "blur_p": 0.0,
+                         "noise_p": 0.0, "jpeg_p": 0.0})
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_trainer_writes_log_checkpoints_and_resumes(tmp_path) -> None:
+    from vbg.train.trainer import load_trained, train
+
+    samples = _synthetic_samples(16)
+    cfg = _cfg(tmp_path, epochs=4)
+    res = train(cfg, samples[:12], samples[12:], progress=False)
+    run = tmp_path / "run"
+    rows = list(csv.DictReader(open(run / "log.csv")))
+    assert len(rows) == 4 and res["epochs"] == 4
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert float(rows[-1]["val_iou"]) > 0.5
+    assert (run / "curves.png").stat().st_size > 1000
+    for name in ("best.pt", "last.pt", "final.pt"):
+        assert (run / name).is_file()
+    model, conf = load_trained(run / "best.pt")
+    assert conf["arch"] == "unet-lite"
+    # resume: two more epochs continue the same log
+    cfg2 = _cfg(tmp_path, epochs=6)
+    res2 = train(cfg2, samples[:12], samples[12:], resume=True, progress=False)
+    rows = list(csv.DictReader(open(run / "log.csv")))
+    assert [int(r["epoch"]) for r in rows] == list(range(6)) and res2["epochs"] == 6
+
+
+def test_trainer_is_reproducible(tmp_path) -> None:
+    from vbg.train.trainer import train
+
+    samples = _synthetic_samples(8)
+    a = train(_cfg(tmp_path / "a", epochs=1), samples[:6], samples[6:], progress=False)
+    b = train(_cfg(tmp_path / "b", epochs=1), samples[:6], samples[6:], progress=False)
+    assert math.isclose(a["last"]["train_loss"], b["last"]["train_loss"], rel_tol=1e-5)
+
+
+def test_trimap_training_multiclass(tmp_path) -> None:
+    """Oxford-IIIT Pet layout (trimaps 1/2/3) -> 3-class training runs and learns."""
+    import cv2
+
+    from vbg.train.datasets import load_dataset
+    from vbg.train.trainer import train
+
+    root = tmp_path / "pets"
+    (root / "images").mkdir(parents=True)
+    (root / "annotations" / "trimaps").mkdir(parents=True)
+    for i, s in enumerate(_synthetic_samples(12, classes=3)):
+        cv2.imwrite(str(root / "images" / f"pet_{i}.jpg"), s.image)
+        cv2.imwrite(str(root / "annotations" / "trimaps" / f"pet_{i}.png"), s.mask + 1)
+    train_s, val_s = load_dataset("pet", [root], num_classes=3, val_percent=25)
+    assert len(train_s) + len(val_s) == 12 and val_s
+    assert set(np.unique(train_s[0].mask)) <= {0, 1, 2}
+    cfg = _cfg(tmp_path, num_classes=3, epochs=5)
+    res = train(cfg, train_s, val_s, progress=False)
+    rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert res["best_iou"] > 0.3
+
+
+def test_coco_polygons_rasterise(tmp_path) -> None:
+    import json
+
+    import cv2
+
+    from vbg.train.datasets import load_dataset
+
+    (tmp_path / "images").mkdir()
+    img = np.full((60, 80, 3), 90, np.uint8)
+    cv2.imwrite(str(tmp_path / "images" / "a.jpg"), img)
+    ann = {"images": [{"id": 1, "file_name": "a.jpg", "width": 80, "height": 60}],
+           "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "dog"}],
+           "annotations": [{"image_id": 1, "category_id": 1, "segmentation": [[10, 10, 30, 10, 30, 40, 10, 40]]},
+                           {"image_id": 1, "category_id": 2, "segmentation": [[50, 10, 70, 10, 70, 30]]}]}
+    (tmp_path / "instances.json").write_text(json.dumps(ann))
+    tr, va = load_dataset("coco", [tmp_path], val_percent=0)
+    m = tr[0].mask
+    assert m[25, 20] == 255 and m[20, 60] == 0 and m[5, 5] == 0
+    assert abs((m > 0).sum() - 21 * 31) < 40
+
+
+def test_augmentation_keeps_mask_aligned() -> None:
+    """The red disc stays exactly under its mask after warps, flips and copy-paste."""
+    from vbg.train.augment import AugmentConfig, make_example
+
+    samples = _synthetic_samples(6, 160, 120)
+    cfg = AugmentConfig(color_p=0.0, blur_p=0.0, noise_p=0.0, jpeg_p=0.0)
+    rng = np.random.default_rng(0)
+    agree = []
+    for i in range(30):
+        img, mask = make_example(samples, i % 6, (96, 64), rng, cfg)
+        assert img.shape == (64, 96, 3) and mask.shape == (64, 96)
+        red = (img[..., 2].astype(int) - img[..., 0].astype(int)) > 60
+        m = mask > 127
+        if m.sum() > 30:
+            agree.append((red & m).sum() / (red | m).sum())
+    assert np.median(agree) > 0.8
+
+
+def test_fixed_split_by_name() -> None:
+    from vbg.train.data import is_val
+
+    keys = [f"src/{i:04d}" for i in range(2000)]
+    val = [k for k in keys if is_val(k)]
+    assert 0.12 < len(val) / len(keys) < 0.18
+    assert val == [k for k in keys if is_val(k)]  # stable
+
+
+def test_train_cli_without_torch_is_clean(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from vbg.cli import main\n"
+            f"sys.exit(main(['train', '--data', {str(tmp_path)!r}, '--out', {str(tmp_path / 'o')!r}]))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert 'pip install "vbg[train]"' in r.stderr and "Traceback" not in r.stderr

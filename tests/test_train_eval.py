@@ -1,0 +1,86 @@
+"""``vbg eval`` and the metrics, on hand-made masks (no torch needed)."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import disc_frame
+from vbg.train.metrics import boundary_f, iou, mae
+
+
+def test_metrics_on_hand_made_masks() -> None:
+    gt = np.zeros((10, 10), bool)
+    gt[2:6, 2:6] = True  # 16 px
+    pred = np.zeros((10, 10), np.float32)
+    pred[4:8, 2:6] = 0.9  # 16 px, 8 shared
+    assert iou(pred, gt) == pytest.approx(8 / 24)
+    assert iou(gt.astype(np.float32), gt) == 1.0
+    assert iou(np.zeros((4, 4)), np.zeros((4, 4), bool)) == 1.0  # both empty
+    assert mae(pred, gt) == pytest.approx((8 * 0.1 + 8 * 0.9 + 8 * 1.0) / 100)
+    assert boundary_f(gt.astype(np.float32), gt) == 1.0
+    assert boundary_f(np.zeros((10, 10)), gt) == 0.0
+    far = np.zeros((100, 100), bool)
+    far[60:90, 60:90] = True
+    near = np.zeros((100, 100), bool)
+    near[10:40, 10:40] = True
+    assert boundary_f(far, near) == 0.0
+
+
+def _write_set(root, n: int = 3):
+    """64x48 disc frames (the red model's own size: no resizing), with hand-made
+    labels: the exact disc, its left half, and nothing."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    expected = []
+    for i in range(n):
+        frame, disc = disc_frame(64, 48, 30 + i, 24, 12, seed=i)
+        label = disc.copy()
+        if i == 1:
+            label[:, 30 + i:] = False
+        elif i == 2:
+            label[:] = False
+            label[0:5, 0:5] = True
+        cv2.imwrite(str(root / "images" / f"img{i}.png"), frame)
+        cv2.imwrite(str(root / "masks" / f"img{i}.png"), np.where(label, 255, 0).astype(np.uint8))
+        expected.append((disc & label).sum() / (disc | label).sum())
+    return expected
+
+
+def test_evaluate_models_iou(tmp_path, red_model) -> None:
+    from vbg.spec import ModelSpec
+    from vbg.train.data import find_pairs
+    from vbg.train.eval_cmd import evaluate_models
+
+    expected = _write_set(tmp_path / "set")
+    res = evaluate_models([ModelSpec.load(red_model)], find_pairs(tmp_path / "set"), threads=1, progress=False)
+    r = res[0]
+    assert r.iou == pytest.approx(expected, abs=1e-6)
+    assert expected[0] == 1.0 and 0.4 < expected[1] < 0.6 and expected[2] == 0.0
+    assert len(r.ms) == 3 and all(m > 0 for m in r.ms)
+
+
+def test_eval_cli_side_by_side(tmp_path, red_model, capsys) -> None:
+    from vbg.cli import main
+
+    expected = _write_set(tmp_path / "set")
+    out = tmp_path / "res.json"
+    rc = main(["eval", "--data", str(tmp_path / "set"), "--model", str(red_model), "--model", str(red_model),
+               "--split", "all", "--threads", "1", "--json", str(out)])
+    assert rc == 0
+    rows = json.loads(out.read_text())
+    assert len(rows) == 2
+    assert rows[0]["iou"] == pytest.approx(np.mean(expected), abs=1e-6)
+    text = capsys.readouterr().out
+    assert "| red |" in text and "mean IoU" in text
+
+
+def test_eval_cli_bad_folder(tmp_path, red_model, capsys) -> None:
+    from vbg.cli import main
+
+    rc = main(["eval", "--data", str(tmp_path / "nope"), "--model", str(red_model)])
+    assert rc == 2
+    assert "not found" in capsys.readouterr().err

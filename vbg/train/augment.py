@@ -1,0 +1,160 @@
+"""Augmentation for the video-call domain.
+
+Geometry: one affine warp per sample (scale, aspect, crop, flip, small
+rotation, head-and-torso framing of full-body photos, zoom-out for
+far-field people). Photometry: exposure, contrast, gamma, white balance,
+saturation, blur, sensor noise, JPEG artefacts. Copy-paste: the labelled
+person of one image composited onto another image, so a few hundred
+labelled images make many more scenes.
+
+Everything runs on uint8 with OpenCV, so a CPU core keeps up with training.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .data import Sample
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    whole_p: float = 0.35  # keep the whole image (as inference sees it), only warped a little
+    scale: tuple[float, float] = (0.45, 1.25)  # crop side as a fraction of the image (>1: zoom out)
+    aspect: float = 0.35  # log-uniform jitter of the crop's aspect
+    rotate: float = 10.0  # degrees
+    flip_p: float = 0.5
+    torso_p: float = 0.25  # crop the top of tall images: head-and-torso framing
+    paste_p: float = 0.4  # copy-paste a person onto another image
+    color_p: float = 0.9
+    blur_p: float = 0.2
+    noise_p: float = 0.3
+    jpeg_p: float = 0.3
+
+
+def _crop_box(rng: np.random.Generator, w: int, h: int, out_aspect: float, cfg: AugmentConfig,
+              tall_person: bool) -> tuple[float, float, float, float]:
+    """(cx, cy, cw, ch) of the source region that becomes the output."""
+    if rng.random() < cfg.whole_p:
+        s = rng.uniform(0.9, 1.1)
+        return w / 2 + rng.uniform(-0.05, 0.05) * w, h / 2 + rng.uniform(-0.05, 0.05) * h, w * s, h * s
+    if tall_person and rng.random() < cfg.torso_p:
+        # video-call framing of a full-body photo: the top 35-60 % of the image
+        ch = h * rng.uniform(0.35, 0.6)
+        cw = ch * out_aspect * math.exp(rng.uniform(-cfg.aspect, cfg.aspect))
+        cw = min(cw, w * 1.3)
+        return w / 2 + rng.uniform(-0.1, 0.1) * w, ch / 2 + rng.uniform(-0.03, 0.08) * h, cw, ch
+    s = rng.uniform(*cfg.scale)
+    a = math.exp(rng.uniform(-cfg.aspect, cfg.aspect))
+    # a crop of the image's own aspect, jittered: a stretch like inference's resize
+    area = w * h * s * s
+    img_aspect = w / h
+    mix = rng.uniform(0, 1)  # between the image's aspect and the output's
+    aspect = math.exp((1 - mix) * math.log(img_aspect) + mix * math.log(out_aspect)) * a
+    ch = math.sqrt(area / aspect)
+    cw = ch * aspect
+    cx = rng.uniform(min(cw / 2, w / 2), max(w - cw / 2, w / 2))
+    cy = rng.uniform(min(ch / 2, h / 2), max(h - ch / 2, h / 2))
+    return cx, cy, cw, ch
+
+
+def warp(img: np.ndarray, mask: np.ndarray, size: tuple[int, int], rng: np.random.Generator,
+         cfg: AugmentConfig, tall_person: bool = False, nearest_mask: bool = False
+         ) -> tuple[np.ndarray, np.ndarray]:
+    """Random crop/scale/rotate/flip of (img, mask) into ``size`` (w, h)."""
+    h, w = img.shape[:2]
+    ow, oh = size
+    cx, cy, cw, ch = _crop_box(rng, w, h, ow / oh, cfg, tall_person)
+    sx, sy = ow / cw, oh / ch
+    ang = math.radians(rng.uniform(-cfg.rotate, cfg.rotate))
+    flip = -1.0 if rng.random() < cfg.flip_p else 1.0
+    c, s = math.cos(ang), math.sin(ang)
+    # out = S * R * (p - centre) + out_centre, with an optional mirror
+    m = np.array([[flip * sx * c, flip * sx * s], [-sy * s, sy * c]], np.float64)
+    t = np.array([ow / 2, oh / 2]) - m @ np.array([cx, cy])
+    M = np.hstack([m, t[:, None]]).astype(np.float32)
+    interp = cv2.INTER_AREA if min(sx, sy) < 0.5 else cv2.INTER_LINEAR
+    border = cv2.BORDER_REFLECT_101 if rng.random() < 0.5 else cv2.BORDER_CONSTANT
+    fill = tuple(int(v) for v in rng.integers(0, 256, 3))
+    out = cv2.warpAffine(img, M, size, flags=interp, borderMode=border, borderValue=fill)
+    mflags = cv2.INTER_NEAREST if nearest_mask else cv2.INTER_LINEAR
+    # reflected image border may mirror a person: the mask must follow it
+    mout = cv2.warpAffine(mask, M, size, flags=mflags, borderMode=border, borderValue=0)
+    return out, mout
+
+
+def copy_paste(dst: np.ndarray, dmask: np.ndarray, src: np.ndarray, smask: np.ndarray,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Composite the person of (src, smask) onto dst at a random place and scale."""
+    h, w = dst.shape[:2]
+    ys, xs = np.nonzero(smask > 127)
+    if len(xs) < 50:
+        return dst, dmask
+    x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+    pw, ph = x1 - x0, y1 - y0
+    s = rng.uniform(0.5, 1.0) * min(w / pw, h / ph)
+    nw, nh = max(2, int(pw * s)), max(2, int(ph * s))
+    person = cv2.resize(src[y0:y1, x0:x1], (nw, nh), interpolation=cv2.INTER_AREA)
+    pm = cv2.resize(smask[y0:y1, x0:x1], (nw, nh), interpolation=cv2.INTER_AREA)
+    px = int(rng.uniform(0, max(1, w - nw)))
+    py = h - nh if rng.random() < 0.6 else int(rng.uniform(0, max(1, h - nh)))  # people stand on the bottom edge
+    a = cv2.GaussianBlur(pm, (3, 3), 0).astype(np.float32)[..., None] / 255.0
+    out, om = dst.copy(), dmask.copy()
+    roi = out[py:py + nh, px:px + nw].astype(np.float32)
+    out[py:py + nh, px:px + nw] = (roi * (1 - a) + person.astype(np.float32) * a).astype(np.uint8)
+    om[py:py + nh, px:px + nw] = np.maximum(om[py:py + nh, px:px + nw], pm)
+    return out, om
+
+
+def photometric(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
+    x = img
+    if rng.random() < cfg.color_p:
+        f = x.astype(np.float32)
+        gain = rng.uniform(0.6, 1.4) * rng.uniform(0.9, 1.1, size=3)  # exposure, white balance
+        contrast = rng.uniform(0.7, 1.3)
+        mean = f.mean()
+        f = (f - mean) * contrast + mean
+        f = f * gain.astype(np.float32)
+        f = np.clip(f, 0, 255)
+        gamma = math.exp(rng.uniform(-0.35, 0.35))
+        f = 255.0 * (f / 255.0) ** gamma
+        x = f.astype(np.uint8)
+        if rng.random() < 0.5:
+            hsv = cv2.cvtColor(x, cv2.COLOR_BGR2HSV)
+            sat = rng.uniform(0.5, 1.4)
+            hsv[..., 1] = np.clip(hsv[..., 1].astype(np.float32) * sat, 0, 255).astype(np.uint8)
+            hsv[..., 0] = ((hsv[..., 0].astype(np.int16) + int(rng.integers(-6, 7))) % 180).astype(np.uint8)
+            x = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
+    if rng.random() < cfg.blur_p:
+        k = int(rng.choice([3, 5]))
+        x = cv2.GaussianBlur(x, (k, k), 0)
+    if rng.random() < cfg.noise_p:
+        sigma = rng.uniform(2, 10)
+        n = rng.normal(0, sigma, size=x.shape[:2] + (1,)) * rng.uniform(0.5, 1.0, size=3)
+        x = np.clip(x.astype(np.float32) + n, 0, 255).astype(np.uint8)
+    if rng.random() < cfg.jpeg_p:
+        q = int(rng.integers(30, 90))
+        ok, buf = cv2.imencode(".jpg", x, [cv2.IMWRITE_JPEG_QUALITY, q])
+        if ok:
+            x = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return x
+
+
+def make_example(samples: list[Sample], index: int, size: tuple[int, int], rng: np.random.Generator,
+                 cfg: AugmentConfig, num_classes: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """One augmented (image BGR uint8 (h,w,3), mask uint8 (h,w)) at ``size``."""
+    s = samples[index]
+    img, mask = s.image, s.mask
+    if num_classes == 1 and not s.soft and rng.random() < cfg.paste_p and len(samples) > 1:
+        other = samples[int(rng.integers(len(samples)))]
+        if not other.soft:
+            # paste this sample's person onto the other image (its own person stays labelled)
+            img, mask = copy_paste(other.image, other.mask, img, mask, rng)
+    tall = img.shape[0] > 1.3 * img.shape[1]
+    img, mask = warp(img, mask, size, rng, cfg, tall_person=tall, nearest_mask=num_classes > 1)
+    img = photometric(img, rng, cfg)
+    return img, mask

@@ -1,0 +1,105 @@
+"""``vbg train``: train a segmentation model from labelled folders.
+
+Example (the shipped default, see assets/models/README.md)::
+
+    vbg train --data ../shared/data/person-seg --arch unet-lite --out runs/unet-lite \
+        --size 256x144 --size 224x224 --max-minutes 75 --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from ..errors import VbgError
+from . import require_torch
+
+log = logging.getLogger(__name__)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size {text!r} is not WxH (e.g. 256x144)") from None
+    if w < 16 or h < 16:
+        raise argparse.ArgumentTypeError("size must be at least 16x16")
+    return w, h
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", action="append", required=True, metavar="DIR",
+                   help="labelled data: DIR/images + DIR/masks, or DIR/<source>/{images,masks} (repeatable)")
+    p.add_argument("--format", choices=("folder", "pet", "coco"), default="folder",
+                   help="folder: image/mask pairs; pet: Oxford-IIIT Pet (images/, annotations/trimaps/); "
+                        "coco: images + instances JSON with person polygons")
+    p.add_argument("--coco-json", help="COCO instances JSON (with --format coco)")
+    p.add_argument("--out", required=True, help="run folder: checkpoints, log.csv, curves.png")
+    p.add_argument("--arch", default="unet-lite",
+                   help="unet-lite, unet, unet-small, deeplabv3, deeplabv3-os8, fcdensenet56/67/103, fcn8s")
+    p.add_argument("--up", choices=("transpose", "bilinear", "nearest", "unpool"),
+                   help="U-Net up-sampling (default bilinear)")
+    p.add_argument("--arch-options", default="{}", help="JSON of extra model arguments")
+    p.add_argument("--classes", type=int, default=1, help="1 = binary person mask; >1 = class-id masks")
+    p.add_argument("--size", type=parse_size, action="append", metavar="WxH",
+                   help="training input size, repeatable: each batch picks one (default 256x144)")
+    p.add_argument("--val-size", type=parse_size, metavar="WxH", help="validation input size (default: first --size)")
+    p.add_argument("--val-percent", type=float, default=15.0, help="fixed validation split by file name")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--max-minutes", type=float, help="stop after this much wall-clock time (the schedule follows it)")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--optimizer", choices=("adamw", "rmsprop", "sgd"), default="adamw")
+    p.add_argument("--ema", type=float, default=0.998, help="weight averaging decay (0 = off)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--workers", type=int, default=1, help="augmentation worker processes")
+    p.add_argument("--max-side", type=int, default=400, help="images are cached in memory at this size")
+    p.add_argument("--distill", action="append", default=[], metavar="DIR",
+                   help="unlabelled videos: frames labelled by --teacher (repeatable)")
+    p.add_argument("--teacher", help="spec of the teacher model for --distill")
+    p.add_argument("--distill-every", type=int, default=10, help="use every Nth video frame")
+    p.add_argument("--distill-fraction", type=float, default=0.15, help="share of each epoch from teacher frames")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    require_torch()
+    from .datasets import load_dataset
+    from .data import distill_samples
+    from .trainer import TrainConfig, train
+
+    sizes = args.size or [(256, 144)]
+    try:
+        options = json.loads(args.arch_options)
+    except json.JSONDecodeError as exc:
+        raise VbgError(f"--arch-options is not JSON: {exc.msg}", 'e.g. --arch-options \'{"up": "transpose"}\'') from None
+    if args.up:
+        options["up"] = args.up
+    num_classes = 3 if args.format == "pet" and args.classes == 1 else args.classes
+    train_s, val_s = load_dataset(args.format, [Path(d) for d in args.data], num_classes=num_classes,
+                                  val_percent=args.val_percent, max_side=args.max_side, coco_json=args.coco_json)
+    extra = []
+    if args.distill:
+        if not args.teacher:
+            raise VbgError("--distill needs --teacher SPEC.json", "name the teacher model's spec")
+        extra = distill_samples([Path(d) for d in args.distill], Path(args.teacher), args.distill_every)
+    cfg = TrainConfig(out=args.out, arch=args.arch, arch_options=options, num_classes=num_classes,
+                      sizes=sizes, val_size=args.val_size or sizes[0], batch=args.batch, epochs=args.epochs,
+                      max_minutes=args.max_minutes, lr=args.lr, weight_decay=args.weight_decay,
+                      optimizer=args.optimizer, ema=args.ema, seed=args.seed, workers=args.workers,
+                      threads=args.threads, distill_fraction=args.distill_fraction if extra else 0.0,
+                      meta={"data": args.data, "format": args.format, "train": len(train_s),
+                            "val": len(val_s), "distill_frames": len(extra), "val_percent": args.val_percent})
+    log.warning("training %s on %d images (+%d teacher frames), validating on %d", args.arch, len(train_s),
+                len(extra), len(val_s))
+    try:
+        result = train(cfg, train_s, val_s, extra, resume=args.resume, progress=not args.no_progress)
+    except ValueError as exc:
+        raise VbgError(str(exc), "check --arch, --up and --arch-options") from None
+    print(json.dumps(result, indent=2))
+    return 0

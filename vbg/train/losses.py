@@ -1,0 +1,60 @@
+"""Losses: BCE / cross-entropy, soft Dice, and a boundary-weighted term.
+
+Binary targets are float (N, 1, H, W) in [0, 1] (soft teacher masks
+allowed); multi-class targets are long (N, H, W) class ids.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def boundary_band(target: torch.Tensor, width: int = 5) -> torch.Tensor:
+    """1 on a band ``width`` pixels wide around the mask's edges, else 0.
+
+    Dilation minus erosion with max-pooling; works on (N, C, H, W) floats.
+    """
+    k = 2 * (width // 2) + 1
+    dil = F.max_pool2d(target, k, 1, k // 2)
+    ero = -F.max_pool2d(-target, k, 1, k // 2)
+    return (dil - ero).clamp(0, 1)
+
+
+def dice_loss(prob: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """1 - soft Dice, per image then averaged (small people count as much as big ones)."""
+    dims = tuple(range(2, prob.ndim))
+    inter = (prob * target).sum(dims)
+    union = prob.sum(dims) + target.sum(dims)
+    return (1 - (2 * inter + eps) / (union + eps)).mean()
+
+
+class SegLoss(nn.Module):
+    """``bce_w * CE + dice_w * Dice + boundary_w * CE on the edge band``."""
+
+    def __init__(self, num_classes: int = 1, bce_w: float = 1.0, dice_w: float = 1.0,
+                 boundary_w: float = 1.0, band: int = 5, ignore_index: int = 255) -> None:
+        super().__init__()
+        self.num_classes, self.bce_w, self.dice_w, self.boundary_w = num_classes, bce_w, dice_w, boundary_w
+        self.band, self.ignore_index = band, ignore_index
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.num_classes == 1:
+            ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+            prob = torch.sigmoid(logits)
+            onehot = target
+        else:
+            ce = F.cross_entropy(logits, target, reduction="none", ignore_index=self.ignore_index)[:, None]
+            prob = logits.softmax(1)
+            valid = (target != self.ignore_index)
+            onehot = F.one_hot(target.clamp(0, self.num_classes - 1), self.num_classes).permute(0, 3, 1, 2).float()
+            onehot = onehot * valid[:, None]
+            prob = prob * valid[:, None]
+        loss = self.bce_w * ce.mean()
+        if self.dice_w:
+            loss = loss + self.dice_w * dice_loss(prob, onehot)
+        if self.boundary_w:
+            band = boundary_band(onehot, self.band).amax(1, keepdim=True)
+            loss = loss + self.boundary_w * (ce * band).sum() / band.sum().clamp(min=1.0)
+        return loss

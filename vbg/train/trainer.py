@@ -1,0 +1,296 @@
+"""The training loop: cached data, augmentation in a worker, AdamW (or
+RMSProp, as the Tiramisu paper) with warm-up and cosine decay over epochs or
+wall-clock minutes, an exponential moving average of the weights,
+validation each epoch, checkpoints, resume, a CSV log and a PNG of the
+curves.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from .augment import AugmentConfig, make_example
+from .data import Sample
+from .losses import SegLoss
+from .models import build_model
+from .plot import plot_curves
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class TrainConfig:
+    out: str
+    arch: str = "unet-lite"
+    arch_options: dict[str, Any] = field(default_factory=dict)
+    num_classes: int = 1
+    sizes: list[tuple[int, int]] = field(default_factory=lambda: [(256, 144)])  # (w, h) per batch
+    val_size: tuple[int, int] = (256, 144)
+    batch: int = 16
+    epochs: int = 100
+    max_minutes: float | None = None
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"
+    warmup: float = 0.03  # fraction of the run
+    ema: float = 0.998  # 0 turns it off
+    seed: int = 0
+    workers: int = 1
+    threads: int = 2
+    dice_w: float = 1.0
+    boundary_w: float = 1.0
+    distill_fraction: float = 0.0  # share of each epoch drawn from teacher-labelled frames
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    augment: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)  # data description, for the record
+
+
+def to_tensor(img: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """BGR uint8 (h, w, 3) -> normalised RGB float (3, h, w), as the exported spec says."""
+    x = torch.from_numpy(np.ascontiguousarray(img[..., ::-1])).permute(2, 0, 1).float().div_(255.0)
+    m = torch.tensor(mean).view(3, 1, 1)
+    s = torch.tensor(std).view(3, 1, 1)
+    return (x - m) / s
+
+
+def to_target(mask: np.ndarray, num_classes: int) -> torch.Tensor:
+    if num_classes == 1:
+        return torch.from_numpy(mask).float().div_(255.0)[None]
+    return torch.from_numpy(mask.astype(np.int64))
+
+
+class AugmentedSet(Dataset):
+    """Items are ``(sample index, w, h, seed)``: each batch picks its own size."""
+
+    def __init__(self, samples: list[Sample], cfg: TrainConfig) -> None:
+        self.samples, self.cfg = samples, cfg
+        self.aug = AugmentConfig(**cfg.augment)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, item: tuple[int, int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        i, w, h, seed = item
+        rng = np.random.default_rng(seed)
+        img, mask = make_example(self.samples, i, (w, h), rng, self.aug, self.cfg.num_classes)
+        return to_tensor(img, self.cfg.mean, self.cfg.std), to_target(mask, self.cfg.num_classes)
+
+
+class EpochBatches:
+    """Batch sampler: a fresh permutation each epoch, one size per batch."""
+
+    def __init__(self, n_labelled: int, n_total: int, cfg: TrainConfig) -> None:
+        self.n_labelled, self.n_total, self.cfg = n_labelled, n_total, cfg
+        self.epoch = 0
+
+    def batches(self) -> list[list[tuple[int, int, int, int]]]:
+        cfg = self.cfg
+        rng = np.random.default_rng([cfg.seed, self.epoch])
+        idx = list(rng.permutation(self.n_labelled))
+        n_extra = self.n_total - self.n_labelled
+        if n_extra and cfg.distill_fraction > 0:
+            k = int(round(self.n_labelled * cfg.distill_fraction))
+            idx += list(self.n_labelled + rng.integers(0, n_extra, size=k))
+            rng.shuffle(idx)
+        out = []
+        for b in range(0, len(idx) - cfg.batch + 1, cfg.batch):  # drop the ragged tail (BatchNorm)
+            w, h = cfg.sizes[int(rng.integers(len(cfg.sizes)))]
+            seeds = rng.integers(0, 2**31, size=cfg.batch)
+            out.append([(int(i), w, h, int(s)) for i, s in zip(idx[b:b + cfg.batch], seeds)])
+        return out
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.batches())
+
+    def __len__(self) -> int:
+        return len(self.batches())
+
+
+def lr_factor(frac: float, warmup: float) -> float:
+    if frac < warmup:
+        return 0.1 + 0.9 * frac / warmup
+    t = min(1.0, (frac - warmup) / max(1e-9, 1 - warmup))
+    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, samples: list[Sample], cfg: TrainConfig, loss_fn: nn.Module,
+             batch: int = 16) -> dict[str, float]:
+    """Whole images stretched to ``val_size`` (as the runtime feeds them);
+    mean per-image IoU at that size, person class for multi-class."""
+    model.eval()
+    w, h = cfg.val_size
+    ious, losses = [], []
+    for b in range(0, len(samples), batch):
+        chunk = samples[b:b + batch]
+        x = torch.stack([to_tensor(cv2.resize(s.image, (w, h), interpolation=cv2.INTER_AREA), cfg.mean, cfg.std)
+                         for s in chunk])
+        interp = cv2.INTER_NEAREST if cfg.num_classes > 1 else cv2.INTER_LINEAR
+        masks = [cv2.resize(s.mask, (w, h), interpolation=interp) for s in chunk]
+        y = torch.stack([to_target(m, cfg.num_classes) for m in masks])
+        logits = model(x)
+        losses.append(float(loss_fn(logits, y)) * len(chunk))
+        if cfg.num_classes == 1:
+            pred = (logits[:, 0] > 0).numpy()
+            gt = (y[:, 0] >= 0.5).numpy()
+        else:
+            pred = (logits.argmax(1) == 0).numpy()  # class 0 = foreground / person
+            gt = (y == 0).numpy()
+        for p, g in zip(pred, gt):
+            union = np.logical_or(p, g).sum()
+            ious.append(1.0 if union == 0 else float(np.logical_and(p, g).sum() / union))
+    return {"val_loss": sum(losses) / max(1, len(samples)), "val_iou": float(np.mean(ious)) if ious else float("nan")}
+
+
+def _save(obj: dict[str, Any], path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    # no weight decay on norms and biases
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    other = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}]
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=cfg.lr)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def train(cfg: TrainConfig, train_samples: list[Sample], val_samples: list[Sample],
+          extra_samples: list[Sample] | None = None, resume: bool = False,
+          progress: bool = True) -> dict[str, Any]:
+    """Run training; returns the final record (best IoU, epochs, minutes)."""
+    from tqdm import tqdm
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    model = build_model(cfg.arch, cfg.num_classes, **cfg.arch_options)
+    ema = None
+    if cfg.ema > 0:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+    opt = make_optimizer(model, cfg)
+    loss_fn = SegLoss(cfg.num_classes, dice_w=cfg.dice_w, boundary_w=cfg.boundary_w)
+    samples = list(train_samples) + list(extra_samples or [])
+    sampler = EpochBatches(len(train_samples), len(samples), cfg)
+    dataset = AugmentedSet(samples, cfg)
+    rows: list[dict[str, Any]] = []
+    start_epoch, step, elapsed0, best = 0, 0, 0.0, -1.0
+    last = out / "last.pt"
+    if resume and last.is_file():
+        ck = torch.load(last, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        if ema is not None and ck.get("ema") is not None:
+            ema.load_state_dict(ck["ema"])
+        opt.load_state_dict(ck["optimizer"])
+        start_epoch, step, elapsed0 = ck["epoch"] + 1, ck["step"], ck["elapsed"]
+        best, rows = ck.get("best_iou", -1.0), ck.get("rows", [])
+        log.info("resumed from %s at epoch %d", last, start_epoch)
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str) + "\n")
+    n_batches = len(sampler)
+    total_steps = cfg.epochs * n_batches
+    max_s = cfg.max_minutes * 60 if cfg.max_minutes else None
+    t0 = time.monotonic() - elapsed0
+    epoch = start_epoch
+    for epoch in range(start_epoch, cfg.epochs):
+        sampler.epoch = epoch
+        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.workers,
+                            worker_init_fn=lambda _: torch.set_num_threads(1))
+        model.train()
+        tl, tn = 0.0, 0
+        bar = tqdm(loader, total=n_batches, desc=f"epoch {epoch}", unit="batch", disable=not progress,
+                   mininterval=20.0, leave=False)
+        stop = False
+        for x, y in bar:
+            frac = step / total_steps
+            if max_s:
+                frac = max(frac, (time.monotonic() - t0) / max_s)
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr * lr_factor(frac, cfg.warmup)
+            loss = loss_fn(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
+            step += 1
+            tl += loss.item() * len(x)
+            tn += len(x)
+            bar.set_postfix(loss=f"{tl / tn:.4f}", lr=f"{opt.param_groups[0]['lr']:.2e}", refresh=False)
+            if max_s and time.monotonic() - t0 >= max_s:
+                stop = True
+                break
+        bar.close()
+        net = ema.module if ema is not None else model
+        metrics = evaluate(net, val_samples, cfg, loss_fn) if val_samples else {"val_loss": float("nan"), "val_iou": float("nan")}
+        elapsed = time.monotonic() - t0
+        row = {"epoch": epoch, "step": step, "minutes": round(elapsed / 60, 2),
+               "lr": opt.param_groups[0]["lr"], "train_loss": tl / max(1, tn), **metrics}
+        rows.append(row)
+        log.info("epoch %d: loss %.4f val_loss %.4f val_iou %.4f (%.1f min)", epoch, row["train_loss"],
+                 metrics["val_loss"], metrics["val_iou"], elapsed / 60)
+        state = {"config": asdict(cfg), "model": model.state_dict(),
+                 "ema": ema.state_dict() if ema is not None else None, "optimizer": opt.state_dict(),
+                 "epoch": epoch, "step": step, "elapsed": elapsed, "rows": rows}
+        if metrics["val_iou"] > best or not val_samples:
+            best = metrics["val_iou"]
+            _save({"config": asdict(cfg), "weights": net.state_dict(), "epoch": epoch, "val_iou": best}, out / "best.pt")
+        state["best_iou"] = best
+        _save(state, last)
+        _save({"config": asdict(cfg), "weights": net.state_dict(), "epoch": epoch,
+               "val_iou": metrics["val_iou"]}, out / "final.pt")
+        with open(out / "log.csv", "w", newline="") as f:
+            wr = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+            wr.writeheader()
+            wr.writerows(rows)
+        plot_curves(rows, out / "curves.png")
+        if stop:
+            break
+    return {"best_iou": best, "epochs": epoch + 1, "minutes": round((time.monotonic() - t0) / 60, 1),
+            "last": rows[-1] if rows else {}}
+
+
+def load_trained(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """A checkpoint (best.pt / final.pt / last.pt) -> (model in eval mode, config dict)."""
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = ck["config"]
+    model = build_model(cfg["arch"], cfg["num_classes"], **cfg.get("arch_options", {}))
+    if "weights" in ck:
+        sd = ck["weights"]
+    else:
+        sd = ck["ema"] or ck["model"]
+    if any(k.startswith("module.") for k in sd):  # an AveragedModel's state
+        sd = {k[len("module."):]: v for k, v in sd.items() if k.startswith("module.")}
+    model.load_state_dict(sd)
+    return model.eval(), cfg
