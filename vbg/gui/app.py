@@ -47,11 +47,11 @@ THUMB = QSize(112, 63)
 ROLE_BG = Qt.ItemDataRole.UserRole
 
 SHORTCUTS = [
-    ("1 … 4", "result, original, mask, side-by-side view"),
-    ("V", "virtual camera on/off"),
+    ("1–4", "views"),
+    ("V", "virtual camera"),
     ("M", "mirror"),
-    ("B", "blur background"),
-    ("Ctrl+O", "background image or video"),
+    ("B", "blur"),
+    ("Ctrl+O", "open background"),
     ("Ctrl+Q", "quit"),
 ]
 
@@ -155,6 +155,7 @@ class MainWindow(QMainWindow):
         self._readout_timer = QTimer(self, interval=500, timeout=self._update_readout)
 
         self.setWindowTitle("vbg — virtual background")
+        self.setStyleSheet("QPushButton:checked { background: palette(highlight); color: palette(highlighted-text); }")
         self._build()
         self._restore_controls()
         self.resize(1180, 700)
@@ -190,7 +191,7 @@ class MainWindow(QMainWindow):
         self.view_buttons.idClicked.connect(lambda i: self.set_view(VIEWS[i]))
         views.addStretch(1)
         self.readout = QLabel("")
-        self.readout.setStyleSheet("color: palette(mid); font-family: monospace;")
+        self.readout.setStyleSheet("color: palette(mid);")
         views.addWidget(self.readout)
         left.addLayout(views)
         root.addLayout(left, 1)
@@ -262,7 +263,7 @@ class MainWindow(QMainWindow):
         self.vcam_button.toggled.connect(self.set_virtual_camera)
         self.vcam_button.setMinimumHeight(34)
         side.addWidget(self.vcam_button)
-        keys = QLabel("  ".join(f"<b>{k}</b> {what}" for k, what in SHORTCUTS))
+        keys = QLabel(" · ".join(f"<b>{k}</b>&nbsp;{what}" for k, what in SHORTCUTS))
         keys.setWordWrap(True)
         keys.setStyleSheet("color: palette(mid); font-size: 11px;")
         side.addWidget(keys)
@@ -303,7 +304,7 @@ class MainWindow(QMainWindow):
                 log.warning("skipping unreadable background %s", p)
                 continue
             item = QListWidgetItem(QIcon(_bgr_pixmap(img)), p.stem.replace("_", " "))
-            item.setData(ROLE_BG, str(p))
+            item.setData(ROLE_BG, str(p.resolve()))  # resolved: matches the settings' path however written
             item.setToolTip(str(p))
             self.bg_list.addItem(item)
         specials = [("Blur", "blur", _icon_blur()), ("Colour…", "color", _icon_color(self._color())),
@@ -349,7 +350,7 @@ class MainWindow(QMainWindow):
 
     def _select_bg_item(self) -> None:
         bg = self.settings.background
-        key = str(bg.path) if bg.path is not None else bg.kind
+        key = str(bg.path.resolve()) if bg.path is not None else bg.kind
         for i in range(self.bg_list.count()):
             item = self.bg_list.item(i)
             if item.data(ROLE_BG) == key:
@@ -434,8 +435,8 @@ class MainWindow(QMainWindow):
             return
         st = loop.stats(window=2.0)
         backend = loop.backend_name
-        self.readout.setText(f"{st.fps:4.1f} fps   latency {st.latency_ms_p50:3.0f} ms (p95 {st.latency_ms_p95:3.0f})"
-                             + (f"   {backend}" if backend else ""))
+        self.readout.setText(f"{st.fps:.1f} fps · latency {st.latency_ms_p50:.0f} ms (p95 {st.latency_ms_p95:.0f})"
+                             + (f" · {backend}" if backend else ""))
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt name)
         super().resizeEvent(event)
