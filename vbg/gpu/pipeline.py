@@ -1,0 +1,290 @@
+"""The GPU pipeline: frames stay on the GPU from upload to download.
+
+Per batch: one pinned upload of the frames; resize + normalise on the GPU
+straight into the model's input tensor; inference on device pointers
+(TensorRT's ``run_device``; any host backend works through ``HostInfer``);
+decode, temporal smoothing, matte and composite in CuPy kernels; one pinned
+download of the results. The stages compute what the CPU stages compute
+(``vbg.gpu.kernels`` says how exactly), so ``GpuPipeline`` is a drop-in for
+``vbg.pipeline.Pipeline``: same constructor, ``process``/``process_batch``
+returning the same ``Output``, ``update``, ``reset``, ``close``.
+
+``pick_h264_encoder`` chooses NVENC for the writer when this machine can
+open it (data-centre GPUs such as the H100 have no NVENC), else libx264.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..backgrounds import Background, BlurBackground, ColorBackground, ImageBackground, make_background
+from ..errors import VbgError
+from ..pipeline import Output
+from ..settings import Settings
+from .device import probe_gpu, require_cupy
+from .kernels import Kernels, blur_ksize, decode_xp, feather_ksize
+
+log = logging.getLogger(__name__)
+
+
+# --- inference on device arrays --------------------------------------------------
+class DeviceInfer(Protocol):
+    max_batch: int
+
+    def run_device(self, x: Any, stream: Any = None) -> Any: ...
+
+
+class HostInfer:
+    """Any backend with ``run_tensor`` (ONNX Runtime) behind ``run_device``: download, run, upload.
+
+    Lets the GPU pipeline run where TensorRT is missing; only the small model
+    tensor crosses the bus, the frames stay on the GPU.
+    """
+
+    def __init__(self, backend: Any) -> None:
+        if not hasattr(backend, "run_tensor"):
+            raise VbgError(f"backend {getattr(backend, 'name', backend)!r} cannot feed the GPU pipeline",
+                           "use --backend tensorrt or onnxruntime")
+        self.backend = backend
+        self.max_batch = int(getattr(backend, "max_batch", 0) or 64)
+
+    def run_device(self, x: Any, stream: Any = None) -> Any:
+        cp = require_cupy()
+        host = x.get(stream=stream)
+        out = self.backend.run_tensor(np.ascontiguousarray(host))
+        with stream or cp.cuda.get_current_stream():
+            return cp.asarray(out)
+
+
+def device_infer(backend: Any) -> DeviceInfer:
+    return backend if hasattr(backend, "run_device") else HostInfer(backend)
+
+
+# --- stages ------------------------------------------------------------------------
+class GpuSmoother:
+    """``vbg.smooth.TemporalSmoother`` on CuPy arrays (same state rules, same float32 arithmetic)."""
+
+    def __init__(self, strength: float = 0.5) -> None:
+        self.strength = strength
+        self._prev: Any = None
+
+    def reset(self) -> None:
+        self._prev = None
+
+    def __call__(self, mask: Any) -> Any:
+        if self.strength <= 0 or self._prev is None or self._prev.shape != mask.shape:
+            self._prev = mask.copy()
+            return mask
+        a = 0.8 * self.strength
+        self._prev = (a * self._prev + (1 - a) * mask).astype(np.float32)
+        return self._prev
+
+
+@dataclass
+class _Buffers:
+    """Device and pinned host buffers for one (batch, height, width)."""
+
+    n: int
+    h_frames: np.ndarray  # pinned (n, H, W, 3) u8
+    d_frames: Any  # (n, H, W, 3) u8
+    d_tensor: Any  # (n, model input) float32
+    d_alpha: Any  # (n, H, W) float32
+    d_tmp_f: Any  # (H, W) float32: feather scratch
+    d_tmp_i: Any  # (H, W, 3) int32: background blur scratch
+    d_bg: Any  # (H, W, 3) u8: blurred background
+    d_out: Any  # (n, H, W, 3|4) u8
+    h_out: np.ndarray  # pinned like d_out
+    h_alpha: np.ndarray  # pinned (n, H, W) float32
+
+
+class GpuPipeline:
+    """segment -> smooth -> matte -> composite on the GPU; a drop-in for ``vbg.pipeline.Pipeline``.
+
+    ``download_alpha=False`` skips copying the float alpha back (saves bus and
+    host time when only the composite is written); ``Output.alpha`` is then
+    an empty array.
+    """
+
+    def __init__(self, settings: Settings, backend: Any, *, composite: bool = True,
+                 download_alpha: bool = True, device: int = 0) -> None:
+        cp = require_cupy()
+        self.gpu = probe_gpu(device)
+        self.cp = cp
+        self.backend = backend
+        self.spec = backend.spec
+        self.infer = device_infer(backend)
+        self.kernels = Kernels()
+        self.stream = getattr(backend, "stream", None) or cp.cuda.Stream(non_blocking=True)
+        self.composite = composite
+        self.download_alpha = download_alpha or not composite
+        self.settings = settings
+        self.smoother = GpuSmoother(settings.smoothing)
+        self.background: Background = make_background(settings.background)
+        self._bg_src: np.ndarray | None = None  # host array the device background was uploaded from
+        self._bg_dev: Any = None
+        self._bufs: _Buffers | None = None
+        self._pending: Settings | None = None
+        self._lock = threading.Lock()
+
+    # -- settings -------------------------------------------------------------------
+    def update(self, settings: Settings) -> None:
+        """Apply new settings from the next frame on (thread-safe)."""
+        with self._lock:
+            self._pending = settings
+
+    def _apply_pending(self) -> None:
+        with self._lock:
+            new, self._pending = self._pending, None
+        if new is None:
+            return
+        self.smoother.strength = new.smoothing
+        if new.bg != self.settings.bg:
+            self.background.close()
+            self.background = make_background(new.background)
+            self._bg_src = self._bg_dev = None
+        self.settings = new
+
+    def reset(self) -> None:
+        self.smoother.reset()
+
+    # -- buffers ------------------------------------------------------------------------
+    def _buffers(self, n: int, height: int, width: int) -> _Buffers:
+        b = self._bufs
+        ch = 4 if self.background_is_none else 3  # BGRA when the background is transparent
+        if b is not None and b.n >= n and b.d_frames.shape[1:3] == (height, width) and b.d_out.shape[3] == ch:
+            return b
+        import cupyx
+
+        cp = self.cp
+        n = max(n, b.n if b is not None else 0)
+        w, h = self.spec.size
+        shape_in = (n, 3, h, w) if self.spec.input.layout == "NCHW" else (n, h, w, 3)
+        self._bufs = b = _Buffers(
+            n=n,
+            h_frames=cupyx.empty_pinned((n, height, width, 3), np.uint8),
+            d_frames=cp.empty((n, height, width, 3), np.uint8),
+            d_tensor=cp.empty(shape_in, np.float32),
+            d_alpha=cp.empty((n, height, width), np.float32),
+            d_tmp_f=cp.empty((height, width), np.float32),
+            d_tmp_i=cp.empty((height, width, 3), np.int32),
+            d_bg=cp.empty((height, width, 3), np.uint8),
+            d_out=cp.empty((n, height, width, ch), np.uint8),
+            h_out=cupyx.empty_pinned((n, height, width, ch), np.uint8),
+            h_alpha=cupyx.empty_pinned((n, height, width), np.float32),
+        )
+        return b
+
+    @property
+    def background_is_none(self) -> bool:
+        return type(self.background).__name__ == "NoBackground"
+
+    def _device_background(self, host_frame: np.ndarray, d_frame: Any, b: _Buffers) -> Any:
+        """The background for one frame, on the device (None: transparent output)."""
+        bg = self.background
+        if self.background_is_none:
+            return None
+        if isinstance(bg, BlurBackground):
+            return self.kernels.gauss(d_frame, blur_ksize(bg.strength), b.d_tmp_i, b.d_bg)
+        host = bg.get(host_frame)
+        if host is None:
+            return None
+        # Still images and colours come back as the same cached array: upload them once.
+        static = isinstance(bg, (ImageBackground, ColorBackground))
+        if not (static and host is self._bg_src and self._bg_dev is not None):
+            self._bg_dev = self.cp.asarray(np.ascontiguousarray(host))
+            self._bg_src = host
+        return self._bg_dev
+
+    # -- processing -----------------------------------------------------------------
+    def process(self, frame: np.ndarray) -> Output:
+        return self.process_batch([frame])[0]
+
+    def process_batch(self, frames: Sequence[np.ndarray]) -> list[Output]:
+        if not frames:
+            return []
+        size = frames[0].shape
+        if any(f.shape != size for f in frames):  # mixed sizes: one run per size, order kept
+            cut = next(i for i, f in enumerate(frames) if f.shape != size)
+            return self.process_batch(frames[:cut]) + self.process_batch(frames[cut:])
+        self._apply_pending()
+        cp, k, s = self.cp, self.kernels, self.settings
+        n, height, width = len(frames), size[0], size[1]
+        b = self._buffers(n, height, width)
+        events = [cp.cuda.Event() for _ in range(7)]
+        with self.stream:
+            events[0].record()
+            for i, f in enumerate(frames):
+                b.h_frames[i] = f
+            b.d_frames.data.copy_from_host_async(b.h_frames.ctypes.data, n * height * width * 3, self.stream)
+            events[1].record()
+            k.preprocess(b.d_frames[:n], self.spec, b.d_tensor[:n])
+            # Decode each chunk before the next run: TensorRT reuses its output buffer.
+            step = self.infer.max_batch
+            parts = [decode_xp(cp, self.spec, self.infer.run_device(b.d_tensor[a:min(n, a + step)], self.stream))
+                     for a in range(0, n, step)]
+            masks = parts[0] if len(parts) == 1 else cp.concatenate(parts)
+            events[2].record()
+            smoothed = [self.smoother(masks[i]) for i in range(n)]
+            events[3].record()
+            kf = feather_ksize(s.feather)
+            for i in range(n):
+                k.upsample_threshold(smoothed[i], b.d_alpha[i], s.threshold, s.slope)
+                if kf > 1:
+                    k.gauss(b.d_alpha[i], kf, b.d_tmp_f, b.d_alpha[i])
+            events[4].record()
+            if self.composite:
+                for i in range(n):
+                    bg = self._device_background(frames[i], b.d_frames[i], b)
+                    k.composite(b.d_frames[i], bg, b.d_alpha[i], b.d_out[i])
+            events[5].record()
+            if self.composite:
+                out_bytes = n * b.d_out[0].nbytes
+                b.d_out.data.copy_to_host_async(b.h_out.ctypes.data, out_bytes, self.stream)
+            if self.download_alpha:
+                b.d_alpha.data.copy_to_host_async(b.h_alpha.ctypes.data, n * height * width * 4, self.stream)
+            events[6].record()
+            h_masks = cp.stack(smoothed).get(stream=self.stream)  # small; blocks until the batch is done
+        self.stream.synchronize()
+        names = ("upload", "segment", "smooth", "matte", "composite", "download")
+        per_frame = {name: cp.cuda.get_elapsed_time(events[j], events[j + 1]) / n for j, name in enumerate(names)}
+        empty = np.zeros((0, 0), np.float32)
+        return [Output(frame=b.h_out[i].copy() if self.composite else None,
+                       alpha=b.h_alpha[i].copy() if self.download_alpha else empty,
+                       mask=np.array(h_masks[i], np.float32), timings=dict(per_frame))
+                for i in range(n)]
+
+    def close(self) -> None:
+        self.stream.synchronize()
+        self.background.close()
+        self._bufs = None
+        self._bg_dev = self._bg_src = None
+
+
+# --- encoding ---------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def pick_h264_encoder(width: int = 1920, height: int = 1080) -> str:
+    """'h264_nvenc' when this machine can open it (an NVENC-capable GPU and driver), else 'libx264'.
+
+    Only opening an encoder proves it: FFmpeg builds list NVENC everywhere.
+    """
+    import av
+
+    try:
+        av.codec.Codec("h264_nvenc", "w")
+        cc = av.CodecContext.create("h264_nvenc", "w")
+        cc.width, cc.height = width, height
+        cc.pix_fmt = "yuv420p"
+        cc.time_base = Fraction(1, 30)
+        cc.open()
+    except Exception as exc:  # UnknownCodecError, PermissionError, av.error.*: no usable NVENC
+        log.debug("h264_nvenc unavailable: %s", exc)
+        return "libx264"
+    return "h264_nvenc"
