@@ -163,7 +163,7 @@ class CameraReader:
         fix_missing = ("plug in a webcam, pick another with --camera N or a device path, "
                        "or pass --camera PATH to a video file")
         if device is not None and linux and not device.exists():
-            raise VbgError(f"camera {source} not found ({device} does not exist)", fix_missing)
+            raise VbgError(f"camera {source} not found: {device} does not exist", fix_missing)
         api = cv2.CAP_V4L2 if linux else cv2.CAP_ANY
         target: int | str = source.index if source.index is not None else str(source.path)
         cap = cv2.VideoCapture(target, api)

@@ -35,7 +35,7 @@ from .capture import CapturedFrame, CaptureThread, Source
 from .errors import VbgError
 from .models import resolve_model
 from .pipeline import Output, Pipeline
-from .settings import Settings, config_dir
+from .settings import BACKENDS, Settings, config_dir
 from .spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -194,9 +194,7 @@ class LiveLoop:
         if t is not None and t is not threading.current_thread():
             t.join(5.0)
         self._thread = None
-        if self._capture is not None:
-            self._capture.stop()
-            self._capture = None
+        self._drop_capture()
         if self._pipeline is not None:
             self._pipeline.close()
             self._pipeline = None
@@ -208,6 +206,15 @@ class LiveLoop:
         self._ended.set()
 
     close = stop
+
+    def _drop_capture(self) -> None:
+        """Stop and forget the capture, keeping its counts in the session stats."""
+        cap, self._capture = self._capture, None
+        if cap is not None:
+            cap.stop()
+            with self._stats_lock:
+                self._captured0 += cap.captured
+                self._dropped0 += cap.dropped
 
     # -- live changes ----------------------------------------------------
     def update(self, settings: Settings) -> None:
@@ -282,12 +289,7 @@ class LiveLoop:
         source = Source.parse(new.camera)
         if new.camera != old.camera or (source.is_camera and any(
                 getattr(new, k) != getattr(old, k) for k in CAPTURE_KEYS)):
-            if self._capture is not None:
-                self._capture.stop()  # before opening: a camera cannot be opened twice
-                with self._stats_lock:
-                    self._captured0 += self._capture.captured
-                    self._dropped0 += self._capture.dropped
-                self._capture = None
+            self._drop_capture()  # before opening: a camera cannot be opened twice
             self.settings = new
             self._capture = self._make_capture(new)
             self._capture.start()
@@ -377,7 +379,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=float, help="requested camera frame rate (default 30)")
     p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None, help="flip left-right")
     p.add_argument("--model", help="model name or spec path (see 'vbg models')")
-    p.add_argument("--backend", help="auto, onnxruntime, cuda or tensorrt")
+    p.add_argument("--backend", choices=BACKENDS, help="inference backend (default auto)")
     p.add_argument("--threshold", type=float, help="mask threshold 0..1")
     p.add_argument("--feather", type=float, help="edge feathering in pixels")
     p.add_argument("--smoothing", type=float, help="temporal smoothing 0..1")

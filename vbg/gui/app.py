@@ -14,6 +14,7 @@ restored at start.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 import time
@@ -100,7 +101,7 @@ def _icon_blur() -> QIcon:
 class LabeledSlider(QWidget):
     """An integer slider shown as a float value: value = position * scale."""
 
-    def __init__(self, lo: float, hi: float, step: float, fmt: str, on_change: Callable[[float], None]) -> None:
+    def __init__(self, lo: float, hi: float, step: float, fmt: str, on_change: Callable[[float], object]) -> None:
         super().__init__()
         self.step, self.fmt = step, fmt
         self.slider = QSlider(Qt.Orientation.Horizontal)
@@ -151,8 +152,13 @@ class MainWindow(QMainWindow):
         self.bridge.frame_ready.connect(self._show_frame, q)
         self.bridge.ended.connect(self._session_ended, q)
         self.bridge.error.connect(self._session_error, q)
-        self._save_timer = QTimer(self, singleShot=True, interval=500, timeout=self.save_settings)
-        self._readout_timer = QTimer(self, interval=500, timeout=self._update_readout)
+        self._save_timer = QTimer(self)  # debounced: a slider drag saves once
+        self._save_timer.setSingleShot(True)
+        self._save_timer.setInterval(500)
+        self._save_timer.timeout.connect(self.save_settings)
+        self._readout_timer = QTimer(self)
+        self._readout_timer.setInterval(500)
+        self._readout_timer.timeout.connect(self._update_readout)
 
         self.setWindowTitle("vbg — virtual background")
         self.setStyleSheet("QPushButton:checked { background: palette(highlight); color: palette(highlighted-text); }")
@@ -287,7 +293,7 @@ class MainWindow(QMainWindow):
             self.addAction(a)
 
         for i, view in enumerate(VIEWS):
-            action(str(i + 1), lambda v=view: self.set_view(v))
+            action(str(i + 1), functools.partial(self.set_view, view))
         action("V", self.vcam_button.toggle)
         action("M", self.mirror.toggle)
         action("B", lambda: self.apply(bg=f"blur:{self.blur.value():g}"))
@@ -356,7 +362,7 @@ class MainWindow(QMainWindow):
             if item.data(ROLE_BG) == key:
                 self.bg_list.setCurrentItem(item)
                 return
-        self.bg_list.setCurrentItem(None)  # a file from elsewhere
+        self.bg_list.setCurrentRow(-1)  # a file from elsewhere
         self.bg_list.clearSelection()
 
     # -- settings ----------------------------------------------------------
