@@ -1,22 +1,374 @@
-"""Matte stage: low-res mask -> frame-size alpha (upsample, threshold, feather)."""
+"""Matte stage: low-res person probability -> frame-size alpha.
+
+Edge-aware upsampling with the fast guided filter (He & Sun, 2015):
+
+1. At a middle resolution (a level of the frame pyramid about twice the
+   mask's size) fit, in every small window, the linear model ``p ~ a * I + b``
+   of the upsampled probability ``p`` on a one-channel guide image ``I``, and
+   average ``a`` and ``b`` over the windows (box filters, cheap at this size).
+2. Fold the soft threshold into the coefficients: ``clip((q - t) * slope +
+   0.5)`` is affine before its clip, so ``A = slope * a`` and ``B = slope *
+   (b - t) + 0.5``.
+3. At full resolution ``alpha = clip(A * I + B, 0, 1)`` with ``A`` and ``B``
+   upsampled bilinearly: the alpha edge follows the guide's edges (hair,
+   shoulders) instead of the blocky bilinear steps of the mask.
+4. Feather: a Gaussian blur of the alpha with a kernel of radius ``feather``
+   pixels (``cv2.GaussianBlur`` size ``2 * int(feather) + 1``, its default
+   sigma).
+
+Why threshold after the guided upsampling and not before: thresholding at low
+resolution snaps the edge to the low-res grid before the guide can move it,
+while the probability's soft ramp still carries the sub-pixel position of the
+edge. Measured with MediaPipe masks (mean |alpha - truth| within 8 px of the
+true edge): synthetic disc at 1080p/720p, bilinear 0.098, threshold-then-
+guided 0.13-0.36, guided-then-threshold 0.030; 70 real photos (CCP, COCO)
+0.2046 / 0.2117 / 0.2014 (model errors dominate there).
+
+Guide: luma, unless one colour channel (B, G or R) separates person from
+background clearly better in this frame (Fisher's criterion of the pixels
+under and outside the mask, with hysteresis so it does not flip between
+frames). A red person before a blue wall of the same brightness is invisible
+to luma but not to the red channel. Choosing among channels costs no more
+than luma; a full Fisher colour projection measured the same on real photos
+and costs ~5x more per pixel (cv2.transform).
+
+Speed: wherever the coefficients force the alpha to exactly 0 or 1 for any
+guide value, it is. The frame is cut into tiles and only tiles near an edge
+are computed (``Coverage``); the compositor uses the same tiles to copy
+instead of blending. Results equal the untiled formula.
+"""
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
+from .preprocess import FramePyramid
+
+GUIDES = ("auto", "luma")
+CHANNELS = ("luma", "blue", "green", "red")
+
+# Tile kinds.
+BG, FG, EDGE = 0, 1, 2
+
+
+Tile = tuple[int, int]  # (height, width) in pixels
+Run = tuple[int, int, int, int, int]  # (y0, y1, x0, x1, kind)
+
+
+@dataclass
+class Coverage:
+    """Where the alpha of one frame is exactly 0 (``BG``), exactly 1 (``FG``) or neither.
+
+    ``grid``: (ty, tx) uint8 tile kinds for tiles of ``tile`` = (height,
+    width) pixels (the last row/column may be smaller). ``halo``: how far
+    (pixels) the feathering of an ``EDGE`` tile reaches into its neighbours;
+    the alpha of a BG or FG tile differs from 0 or 1 only within that distance
+    of an EDGE tile. ``lowres``: the alpha at a low resolution (float32), for
+    effects that only need its shape (light wrap).
+    """
+
+    shape: tuple[int, int]
+    tile: Tile
+    grid: np.ndarray
+    lowres: np.ndarray | None = None
+    halo: int = 0
+    _runs: list[Run] | None = field(default=None, repr=False)
+
+    def runs(self, grid: np.ndarray | None = None) -> list[Run]:
+        """Rectangles ``(y0, y1, x0, x1, kind)`` covering the frame once.
+
+        Horizontal runs of same-kind tiles per tile row; consecutive rows with
+        the same runs are merged, so a frame is a few dozen rectangles.
+        """
+        if grid is None:
+            if self._runs is None:
+                self._runs = grid_runs(self.grid, self.tile, self.shape)
+            return self._runs
+        return grid_runs(grid, self.tile, self.shape)
+
+    def area(self, kind: int) -> int:
+        """Pixels in tiles of ``kind``."""
+        return sum((y1 - y0) * (x1 - x0) for y0, y1, x0, x1, k in self.runs() if k == kind)
+
+    def grow(self, y0: int, y1: int, x0: int, x1: int, by: int | None = None) -> tuple[int, int, int, int]:
+        """A rectangle widened by ``by`` (default: ``halo``) pixels, clipped to the frame."""
+        d = self.halo if by is None else by
+        H, W = self.shape
+        return max(0, y0 - d), min(H, y1 + d), max(0, x0 - d), min(W, x1 + d)
+
+    @classmethod
+    def from_alpha(cls, alpha: np.ndarray, tile: Tile = (32, 32)) -> "Coverage":
+        """Tiles of a ready alpha, at uint8 precision (a tile whose alpha rounds to 0 is BG)."""
+        H, W = alpha.shape
+        th, tw = tile
+        a8 = cv2.convertScaleAbs(alpha, alpha=255.0)
+        ty, tx = -(-H // th), -(-W // tw)
+        pad = np.zeros((ty * th, tx * tw), np.uint8)
+        pad[:H, :W] = a8
+        blocks = pad.reshape(ty, th, tx, tw)
+        hi = blocks.max(axis=(1, 3))
+        pad[H:, :] = 255
+        pad[:, W:] = 255
+        lo = blocks.min(axis=(1, 3))
+        grid = np.full((ty, tx), EDGE, np.uint8)
+        grid[hi == 0] = BG
+        grid[lo == 255] = FG
+        low = cv2.resize(alpha, (max(1, W // 8), max(1, H // 8)), interpolation=cv2.INTER_AREA)
+        return cls((H, W), tile, grid, low)
+
+
+def grid_runs(grid: np.ndarray, tile: Tile, shape: tuple[int, int]) -> list[Run]:
+    H, W = shape
+    th, tw = tile
+    ty, tx = grid.shape
+    rows: list[tuple[int, int, tuple[tuple[int, int, int], ...]]] = []
+    for r in range(ty):
+        g = grid[r]
+        cuts = (np.flatnonzero(g[1:] != g[:-1]) + 1).tolist()
+        starts = [0, *cuts]
+        ends = [*cuts, tx]
+        key = tuple((s * tw, min(e * tw, W), int(g[s])) for s, e in zip(starts, ends))
+        y0, y1 = r * th, min((r + 1) * th, H)
+        if rows and rows[-1][2] == key:
+            rows[-1] = (rows[-1][0], y1, key)
+        else:
+            rows.append((y0, y1, key))
+    return [(y0, y1, x0, x1, k) for y0, y1, key in rows for x0, x1, k in key]
+
+
+def _src_ranges(n_full: int, n_low: int, tile: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per tile: the first and last low-res index that cv2.resize(LINEAR) reads for its pixels."""
+    nt = -(-n_full // tile)
+    first = np.arange(nt) * tile
+    last = np.minimum(first + tile, n_full) - 1
+    scale = n_low / n_full
+
+    def lo(x: np.ndarray) -> np.ndarray:  # a hair low, so rounding can only widen the range
+        return np.clip(np.floor((x + 0.5) * scale - 0.5 - 1e-4), 0, n_low - 1).astype(np.int64)
+
+    return lo(first), np.minimum(lo(last) + 1, n_low - 1)
+
+
+def tile_any(flag: np.ndarray, full: tuple[int, int], tile: Tile) -> np.ndarray:
+    """(ty, tx) bool: does any low-res pixel that feeds the tile's bilinear upsampling have ``flag``?"""
+    H, W = full
+    h, w = flag.shape
+    y0, y1 = _src_ranges(H, h, tile[0])
+    x0, x1 = _src_ranges(W, w, tile[1])
+    s = cv2.integral(flag.astype(np.uint8))  # (h+1, w+1) int32
+    tot = (s[y1[:, None] + 1, x1[None, :] + 1] - s[y0[:, None], x1[None, :] + 1]
+           - s[y1[:, None] + 1, x0[None, :]] + s[y0[:, None], x0[None, :]])
+    return tot > 0
+
+
+def guide_channel(img: np.ndarray, channel: int) -> np.ndarray:
+    """One-channel uint8 guide of a BGR image: 0 = luma, 1..3 = B, G, R."""
+    if channel == 0:
+        return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    return cv2.extractChannel(img, channel - 1)
+
+
+@dataclass
+class MatteResult:
+    alpha: np.ndarray
+    coverage: Coverage
+
 
 class Matte:
-    def __init__(self, threshold: float = 0.5, slope: float = 10.0, feather: float = 2.0) -> None:
+    """Low-res mask -> frame-size alpha: guided upsampling, soft threshold, feather.
+
+    ``threshold`` (0..1) and ``slope`` (1 = soft ramp, 100 = hard cut) define
+    ``clip((p - threshold) * slope + 0.5)``; ``feather`` is the blur in
+    pixels (Gaussian kernel radius, whole pixels). ``radius`` and ``eps`` are the
+    guided filter's window radius (in middle-resolution pixels) and
+    regulariser (guide levels squared: larger = follows the guide less).
+    ``guide``: "auto" (luma or the one colour channel that separates best)
+    or "luma". ``guided=False``: plain bilinear upsampling (for comparison).
+    All settable live.
+    """
+
+    SWITCH = 1.3  # hysteresis: another channel must separate this much better to take over
+    PREFER_LUMA = 1.5  # a colour channel must beat luma by this much
+
+    def __init__(self, threshold: float = 0.5, slope: float = 10.0, feather: float = 2.0, *,
+                 radius: int = 2, eps: float = 100.0, guide: str = "auto", guided: bool = True,
+                 tile: Tile = (64, 32)) -> None:
+        if guide not in GUIDES:
+            raise ValueError(f"guide must be one of {GUIDES}")
         self.threshold = threshold
         self.slope = slope
         self.feather = feather
+        self.radius = radius
+        self.eps = eps
+        self.guide = guide
+        self.guided = guided
+        self.tile = tile
+        self.channel = 0  # the guide channel in use (index into CHANNELS)
+        self._scratch: dict[str, np.ndarray] = {}
 
-    def __call__(self, mask: np.ndarray, frame: np.ndarray) -> np.ndarray:
-        h, w = frame.shape[:2]
-        up = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR)
-        a = np.clip((up - self.threshold) * self.slope + 0.5, 0.0, 1.0)
-        if self.feather > 0:
-            k = int(self.feather) * 2 + 1
-            a = cv2.GaussianBlur(a, (k, k), 0)
-        return a.astype(np.float32)
+    def reset(self) -> None:
+        """Forget the guide channel chosen on earlier frames."""
+        self.channel = 0
+
+    def __call__(self, mask: np.ndarray, frame: np.ndarray, *,
+                 pyramid: FramePyramid | None = None) -> np.ndarray:
+        return self.compute(mask, frame, pyramid=pyramid).alpha
+
+    # -- guide ---------------------------------------------------------
+    @staticmethod
+    def guide_level(pyr: FramePyramid, mask_size: tuple[int, int]) -> int:
+        """Pyramid level for the guided filter: the smallest with 1.5x the mask's pixels or more."""
+        w, h = mask_size
+        fh, fw = pyr.frame.shape[:2]
+        k = 0
+        while True:
+            nw, nh = fw >> (k + 1), fh >> (k + 1)
+            if nw < w or nh < h or 2 * nw * nh < 3 * w * h:
+                return k
+            k += 1
+
+    def _choose_channel(self, small: np.ndarray, p: np.ndarray) -> int:
+        """Guide channel with the best Fisher separation of person vs background pixels."""
+        if self.guide == "luma":
+            return 0
+        wf = p.reshape(-1).astype(np.float64)
+        nf = float(wf.sum())
+        n = wf.size
+        nb = n - nf
+        if min(nf, nb) < 0.01 * n:
+            return self.channel
+        x = np.empty((n, 4), np.float64)
+        x[:, 0] = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).reshape(-1)
+        x[:, 1:] = small.reshape(-1, 3)
+        s1, s2 = x.sum(axis=0), (x * x).sum(axis=0)
+        f1, f2 = wf @ x, wf @ (x * x)
+        mf, mb = f1 / nf, (s1 - f1) / nb
+        vf = f2 / nf - mf * mf
+        vb = (s2 - f2) / nb - mb * mb
+        j = (mf - mb) ** 2 / (vf + vb + 25.0)  # +25: a noise floor of ~5 levels
+        j[0] *= self.PREFER_LUMA
+        j[self.channel] *= self.SWITCH
+        return int(np.argmax(j))
+
+    # -- main ----------------------------------------------------------
+    def compute(self, mask: np.ndarray, frame: np.ndarray, *,
+                pyramid: FramePyramid | None = None) -> MatteResult:
+        """-> alpha (H, W) float32 in [0, 1] (a new array) and its tile ``Coverage``."""
+        H, W = frame.shape[:2]
+        h, w = mask.shape
+        mask = np.asarray(mask, np.float32)
+        pyr = pyramid if pyramid is not None else FramePyramid(frame)
+        slope, th = float(self.slope), float(self.threshold)
+
+        scale = 0  # A, B are at frame size / scale exactly (0: not an exact ratio)
+        if self.guided:
+            lvl = self.guide_level(pyr, (w, h))
+            mid = pyr.level(lvl)
+            mh, mw = mid.shape[:2]
+            if (mw << lvl, mh << lvl) == (W, H):
+                scale = 1 << lvl
+            p = cv2.resize(mask, (mw, mh), interpolation=cv2.INTER_LINEAR)
+            step = max(1, math.ceil(math.sqrt(mw * mh / 5000.0)))  # <= 5k pixels: plenty for statistics
+            self.channel = self._choose_channel(mid[::step, ::step], p[::step, ::step])
+            I = guide_channel(mid, self.channel).astype(np.float32)
+            A, B = self._coefficients(I, p, slope, th)
+            low = cv2.multiply(A, I)
+            low += B
+            A255 = A * 255.0
+            hi = B + np.maximum(A255, 0.0)  # q's range over any guide value 0..255
+            lo = B + np.minimum(A255, 0.0)
+        else:
+            A = None
+            B = (mask - th) * slope + 0.5
+            low = B.copy()
+            lo = hi = B
+        np.clip(low, 0.0, 1.0, out=low)
+        halo = int(self.feather)  # the feather kernel's radius
+        tile = (int(self.tile[0]), int(self.tile[1]))
+        not_bg = tile_any(hi > 0.0, (H, W), tile)
+        not_fg = tile_any(lo < 1.0, (H, W), tile)
+        grid = np.full(not_bg.shape, EDGE, np.uint8)
+        grid[~not_bg] = BG
+        grid[~not_fg] = FG
+        cov = Coverage((H, W), tile, grid, low, halo)
+
+        # calloc'd zero pages cost nothing until written: BG tiles are never touched.
+        alpha = np.zeros((H, W), np.float32)
+        runs = cov.runs()
+        for y0, y1, x0, x1, kind in runs:
+            if kind == FG:
+                alpha[y0:y1, x0:x1] = 1.0
+        full: tuple[np.ndarray | None, np.ndarray] | None = None
+        if not scale and any(r[4] == EDGE for r in runs):
+            Af = None
+            if A is not None:
+                Af = cv2.resize(A, (W, H), dst=self._buf("A", (H, W)), interpolation=cv2.INTER_LINEAR)
+            Bf = cv2.resize(B, (W, H), dst=self._buf("B", (H, W)), interpolation=cv2.INTER_LINEAR)
+            full = (Af, Bf)
+        # An EDGE run's feathering spills ``halo`` pixels into its neighbours: compute
+        # q on the run grown by 2 * halo, blur, keep the run grown by halo. Where two
+        # such rectangles overlap they hold the same values.
+        for y0, y1, x0, x1, kind in runs:
+            if kind != EDGE:
+                continue
+            o0, o1, p0, p1 = cov.grow(y0, y1, x0, x1)
+            Y0, Y1, X0, X1 = cov.grow(y0, y1, x0, x1, 2 * halo)
+            if full is not None:
+                Ar = None if full[0] is None else full[0][Y0:Y1, X0:X1]
+                Br = full[1][Y0:Y1, X0:X1]
+            else:
+                Ar = _upsample_exact(A, scale, Y0, Y1, X0, X1) if A is not None else None
+                Br = _upsample_exact(B, scale, Y0, Y1, X0, X1)
+            if Ar is None:
+                q = Br.copy()
+            else:
+                q = cv2.multiply(Ar, guide_channel(frame[Y0:Y1, X0:X1], self.channel), dtype=cv2.CV_32F)
+                q += Br
+            np.clip(q, 0.0, 1.0, out=q)
+            if halo:
+                ks = 2 * halo + 1
+                q = cv2.GaussianBlur(q, (ks, ks), 0, borderType=cv2.BORDER_REFLECT_101)
+            alpha[o0:o1, p0:p1] = q[o0 - Y0:o1 - Y0, p0 - X0:p1 - X0]
+        return MatteResult(alpha, cov)
+
+    def _coefficients(self, I: np.ndarray, p: np.ndarray, slope: float, th: float) -> tuple[np.ndarray, np.ndarray]:
+        """Guided-filter coefficients with the soft threshold folded in (A, B at the guide's size)."""
+        r, eps = int(self.radius), float(self.eps)
+        k = (2 * r + 1, 2 * r + 1)
+        bt = cv2.BORDER_REFLECT
+        mI = cv2.boxFilter(I, -1, k, borderType=bt)
+        mp = cv2.boxFilter(p, -1, k, borderType=bt)
+        mIp = cv2.boxFilter(cv2.multiply(I, p), -1, k, borderType=bt)
+        var = cv2.sqrBoxFilter(I, cv2.CV_32F, k, borderType=bt)
+        var -= cv2.multiply(mI, mI)
+        var += eps
+        cov = mIp
+        cov -= cv2.multiply(mI, mp)
+        a = cv2.divide(cov, var, scale=slope)
+        b = cv2.multiply(a, mI)
+        np.subtract(mp * slope + (0.5 - th * slope), b, out=b)
+        return cv2.boxFilter(a, -1, k, borderType=bt), cv2.boxFilter(b, -1, k, borderType=bt)
+
+    def _buf(self, name: str, shape: tuple[int, int]) -> np.ndarray:
+        """A scratch buffer reused across frames (never returned to the caller)."""
+        b = self._scratch.get(name)
+        if b is None or b.shape != shape:
+            b = self._scratch[name] = np.empty(shape, np.float32)
+        return b
+
+
+def _upsample_exact(low: np.ndarray, s: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    """Rows y0:y1, columns x0:x1 of ``cv2.resize(low, s * size, INTER_LINEAR)``, without the rest.
+
+    Valid when the full size is exactly ``s`` times ``low``'s: a crop with one
+    spare low-res pixel on each side resizes to the same values inside.
+    """
+    h, w = low.shape
+    r0, r1 = max(0, y0 // s - 1), min(h, -(-y1 // s) + 1)
+    c0, c1 = max(0, x0 // s - 1), min(w, -(-x1 // s) + 1)
+    up = cv2.resize(low[r0:r1, c0:c1], ((c1 - c0) * s, (r1 - r0) * s), interpolation=cv2.INTER_LINEAR)
+    return up[y0 - r0 * s:y1 - r0 * s, x0 - c0 * s:x1 - c0 * s]

@@ -3,6 +3,12 @@
 ``Pipeline`` owns one instance of each stage and times each call. Settings
 changes (``update``) take effect from the next frame without restarting
 anything, so the GUI can drive it from another thread.
+
+Each frame's downscaled copies (``FramePyramid``) are made once and shared by
+the smoother and the matte; the matte's tile ``Coverage`` goes on to the
+compositor so that only edge tiles are blended. Outputs are new arrays every
+frame (a writer thread may still hold the previous ones); the big scratch
+buffers inside the stages are reused.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from .backends.base import Backend
 from .backgrounds import Background, make_background
 from .composite import Compositor
 from .matte import Matte
+from .preprocess import FramePyramid
 from .segment import Segmenter
 from .settings import Settings
 from .smooth import TemporalSmoother
@@ -76,6 +83,7 @@ class Pipeline:
     def reset(self) -> None:
         """Forget temporal state (new clip or scene)."""
         self.smoother.reset()
+        self.matte.reset()
 
     # -- processing ----------------------------------------------------
     def process(self, frame: np.ndarray) -> Output:
@@ -91,11 +99,13 @@ class Pipeline:
         for frame, m in zip(frames, masks):
             t = {"segment": seg_ms}
             t1 = time.perf_counter()
-            m = self.smoother(m, frame)
+            pyr = FramePyramid(frame)
+            m = self.smoother(m, frame, pyramid=pyr)
             t2 = time.perf_counter()
-            alpha = self.matte(m, frame)
+            res = self.matte.compute(m, frame, pyramid=pyr)
+            alpha = res.alpha
             t3 = time.perf_counter()
-            out = self.compositor(frame, alpha) if self.composite else None
+            out = self.compositor(frame, alpha, res.coverage, pyramid=pyr) if self.composite else None
             t4 = time.perf_counter()
             t["smooth"], t["matte"], t["composite"] = ((t2 - t1) * 1e3, (t3 - t2) * 1e3, (t4 - t3) * 1e3)
             outs.append(Output(out, alpha, m, t))
