@@ -375,7 +375,6 @@ def test_auto_picks_tensorrt_when_an_engine_exists(spec: ModelSpec, engines: Pat
 
 def test_vbg_cli_refuses_tensorrt_backend(red_model: Path, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("vbg.batch", reason="the convert command is not there yet")
     from vbg.cli import main
 
     if trt_backend.available():
