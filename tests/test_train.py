@@ -153,9 +153,10 @@ def _cfg(tmp_path, **kw):
 def test_trainer_writes_log_checkpoints_and_resumes(tmp_path) -> None:
     from vbg.train.trainer import load_trained, train
 
-    samples = _synthetic_samples(16)
+    # 6 steps an epoch: enough for BatchNorm's running statistics to settle by epoch 4
+    samples = _synthetic_samples(28)
     cfg = _cfg(tmp_path, epochs=4)
-    res = train(cfg, samples[:12], samples[12:], progress=False)
+    res = train(cfg, samples[:24], samples[24:], progress=False)
     run = tmp_path / "run"
     rows = list(csv.DictReader(open(run / "log.csv")))
     assert len(rows) == 4 and res["epochs"] == 4
@@ -168,7 +169,7 @@ def test_trainer_writes_log_checkpoints_and_resumes(tmp_path) -> None:
     assert conf["arch"] == "unet-lite"
     # resume: two more epochs continue the same log
     cfg2 = _cfg(tmp_path, epochs=6)
-    res2 = train(cfg2, samples[:12], samples[12:], resume=True, progress=False)
+    res2 = train(cfg2, samples[:24], samples[24:], resume=True, progress=False)
     rows = list(csv.DictReader(open(run / "log.csv")))
     assert [int(r["epoch"]) for r in rows] == list(range(6)) and res2["epochs"] == 6
 
@@ -192,11 +193,11 @@ def test_trimap_training_multiclass(tmp_path) -> None:
     root = tmp_path / "pets"
     (root / "images").mkdir(parents=True)
     (root / "annotations" / "trimaps").mkdir(parents=True)
-    for i, s in enumerate(_synthetic_samples(12, classes=3)):
+    for i, s in enumerate(_synthetic_samples(32, classes=3)):
         cv2.imwrite(str(root / "images" / f"pet_{i}.jpg"), s.image)
         cv2.imwrite(str(root / "annotations" / "trimaps" / f"pet_{i}.png"), s.mask + 1)
     train_s, val_s = load_dataset("pet", [root], num_classes=3, val_percent=25)
-    assert len(train_s) + len(val_s) == 12 and val_s
+    assert len(train_s) + len(val_s) == 32 and val_s
     assert set(np.unique(train_s[0].mask)) <= {0, 1, 2}
     cfg = _cfg(tmp_path, num_classes=3, epochs=5)
     res = train(cfg, train_s, val_s, progress=False)

@@ -124,6 +124,40 @@ class EpochBatches:
         return len(self.batches())
 
 
+class EMA:
+    """Exponential moving average of the weights (and BatchNorm statistics).
+
+    The decay ramps up as ``(1 + t) / (10 + t)`` so early averages are not
+    dominated by the random initial weights: short CPU runs need that.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        import copy
+
+        self.module = copy.deepcopy(model).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        self.decay, self.updates = decay, 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        src = model.state_dict()
+        for k, v in self.module.state_dict().items():
+            if v.dtype.is_floating_point:
+                v.mul_(d).add_(src[k].detach(), alpha=1 - d)
+            else:
+                v.copy_(src[k])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"module": self.module.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.module.load_state_dict(state["module"])
+        self.updates = int(state["updates"])
+
+
 def lr_factor(frac: float, warmup: float) -> float:
     if frac < warmup:
         return 0.1 + 0.9 * frac / warmup
@@ -195,10 +229,7 @@ def train(cfg: TrainConfig, train_samples: list[Sample], val_samples: list[Sampl
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     model = build_model(cfg.arch, cfg.num_classes, **cfg.arch_options)
-    ema = None
-    if cfg.ema > 0:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+    ema = EMA(model, cfg.ema) if cfg.ema > 0 else None
     opt = make_optimizer(model, cfg)
     loss_fn = SegLoss(cfg.num_classes, dice_w=cfg.dice_w, boundary_w=cfg.boundary_w)
     samples = list(train_samples) + list(extra_samples or [])
@@ -210,8 +241,11 @@ def train(cfg: TrainConfig, train_samples: list[Sample], val_samples: list[Sampl
     if resume and last.is_file():
         ck = torch.load(last, map_location="cpu", weights_only=False)
         model.load_state_dict(ck["model"])
-        if ema is not None and ck.get("ema") is not None:
-            ema.load_state_dict(ck["ema"])
+        if ema is not None:
+            if isinstance(ck.get("ema"), dict) and "module" in ck["ema"]:
+                ema.load_state_dict(ck["ema"])
+            else:  # no average saved (or an older format): start it from the weights
+                ema = EMA(model, cfg.ema)
         opt.load_state_dict(ck["optimizer"])
         start_epoch, step, elapsed0 = ck["epoch"] + 1, ck["step"], ck["elapsed"]
         best, rows = ck.get("best_iou", -1.0), ck.get("rows", [])
@@ -243,7 +277,7 @@ def train(cfg: TrainConfig, train_samples: list[Sample], val_samples: list[Sampl
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
             if ema is not None:
-                ema.update_parameters(model)
+                ema.update(model)
             step += 1
             tl += loss.item() * len(x)
             tn += len(x)
@@ -288,8 +322,10 @@ def load_trained(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     model = build_model(cfg["arch"], cfg["num_classes"], **cfg.get("arch_options", {}))
     if "weights" in ck:
         sd = ck["weights"]
+    elif ck.get("ema"):
+        sd = ck["ema"]["module"]
     else:
-        sd = ck["ema"] or ck["model"]
+        sd = ck["model"]
     if any(k.startswith("module.") for k in sd):  # an AveragedModel's state
         sd = {k[len("module."):]: v for k, v in sd.items() if k.startswith("module.")}
     model.load_state_dict(sd)

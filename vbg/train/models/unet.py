@@ -102,6 +102,19 @@ class PoolContext(nn.Module):
         return self.conv(x) * g
 
 
+def max_unpool(x: torch.Tensor, idx: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``F.max_unpool2d`` as a scatter: each value goes back to the place its
+    max-pool came from (per-plane flat ``idx``), zeros elsewhere.
+
+    The ONNX exporter has no ``max_unpool2d``; ScatterElements runs in ONNX
+    Runtime and TensorRT alike.
+    """
+    n, c = x.shape[:2]
+    out = x.new_zeros(n, c, size[0] * size[1])
+    out = out.scatter(2, idx.flatten(2), x.flatten(2))
+    return out.view(n, c, size[0], size[1])
+
+
 class UpBlock(nn.Module):
     """Up-sample the deeper features to the skip's size, concatenate, fuse."""
 
@@ -112,8 +125,7 @@ class UpBlock(nn.Module):
             self.up: nn.Module = nn.ConvTranspose2d(cin, cin, 2, stride=2)
         elif mode == "unpool":
             # max-unpool needs the pooled tensor's channel count
-            self.up = nn.Sequential(ConvBNAct(cin, cskip, 1), )
-            self.unpool = nn.MaxUnpool2d(2, 2)
+            self.up = ConvBNAct(cin, cskip, 1)
             cin = cskip
         else:
             self.up = nn.Identity()
@@ -126,7 +138,7 @@ class UpBlock(nn.Module):
             x = self.up(x)
             x = x[..., : size[0], : size[1]]  # odd sizes: ceil-mode pooling made one extra row
         elif self.mode == "unpool":
-            x = self.unpool(self.up(x), idx, output_size=size)
+            x = max_unpool(self.up(x), idx, (int(size[0]), int(size[1])))
         elif self.mode == "nearest":
             x = F.interpolate(x, size=size, mode="nearest")
         else:
