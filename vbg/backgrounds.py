@@ -234,6 +234,14 @@ def cover_fit(img: np.ndarray, w: int, h: int) -> np.ndarray:
     return np.ascontiguousarray(r[y:y + h, x:x + w])
 
 
+def bundled_backgrounds() -> dict[str, Path]:
+    """Bundled background images by name (file stem), e.g. ``beach``."""
+    from .models import assets_dir  # late: models imports settings
+
+    d = assets_dir() / "backgrounds"
+    return {p.stem.lower(): p for p in sorted(d.glob("*.jpg"))} if d.is_dir() else {}
+
+
 def make_background(spec: BackgroundSpec) -> Background:
     if spec.kind == "blur":
         return BlurBackground(spec.blur)
@@ -243,7 +251,9 @@ def make_background(spec: BackgroundSpec) -> Background:
         return NoBackground()
     assert spec.path is not None
     if not spec.path.is_file():
-        raise VbgError(f"background {spec.path} not found", "check the path, or use blur:N / color:#RRGGBB")
+        names = "/".join(bundled_backgrounds()) or "blur:N"
+        raise VbgError(f"background {spec.path} not found",
+                       f"check the path, or use {names}, blur:N or color:#RRGGBB")
     if spec.kind == "video":
         return VideoBackground(spec.path)
     return ImageBackground(spec.path)

@@ -30,8 +30,10 @@ VIEWS = ("result", "original", "mask", "side-by-side")
 class BackgroundSpec:
     """A parsed ``--bg`` value.
 
-    Forms: ``PATH`` (image or video, looped), ``blur`` / ``blur:N``,
-    ``color:#RRGGBB`` (or ``color:R,G,B``), ``none`` (transparent).
+    Forms: ``PATH`` (image or video, looped), the name of a bundled
+    background (``beach``: see ``vbg.backgrounds.bundled_backgrounds``),
+    ``blur`` / ``blur:N``, ``color:#RRGGBB`` (or ``color:R,G,B``), ``none``
+    (transparent).
     """
 
     kind: str  # "image" | "video" | "blur" | "color" | "none"
@@ -41,7 +43,7 @@ class BackgroundSpec:
 
     @classmethod
     def parse(cls, text: str) -> "BackgroundSpec":
-        from .backgrounds import VIDEO_EXTS  # late: avoids a cycle
+        from .backgrounds import VIDEO_EXTS, bundled_backgrounds  # late: avoids a cycle
 
         t = text.strip()
         low = t.lower()
@@ -59,6 +61,8 @@ class BackgroundSpec:
         if low.startswith(("color:", "colour:")):
             return cls("color", color_bgr=parse_color(t.partition(":")[2]))
         p = Path(t).expanduser()
+        if not p.suffix and not p.exists() and low in (named := bundled_backgrounds()):
+            return cls("image", path=named[low])
         kind = "video" if p.suffix.lower() in VIDEO_EXTS else "image"
         return cls(kind, path=p)
 
