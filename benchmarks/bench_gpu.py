@@ -6,7 +6,12 @@ Measures, on this machine and in the same run:
    with CUDA events, and host-to-host through pinned buffers) against ONNX
    Runtime on the CPU, batch 1 and batch ``--batch``, ms per frame and ratio;
 2. the GPU pipeline's stages (upload, preprocess + inference, smooth, matte,
-   composite, download) at 1080p and 4K, ms per frame, batch 1 and ``--batch``;
+   composite, download) at 1080p and 4K, ms per frame, batch 1 and ``--batch``.
+   The stages are the current CPU algorithms (``vbg.gpu.kernels``): "smooth"
+   includes the luma thumbnails and the host's scene-cut test (one small
+   download and sync per batch), "matte" the guided filter and feather,
+   "composite" the downscale-blur-upscale background; light wrap is CPU-only
+   and off here;
 3. live latency: one frame in, one composited frame out (batch 1), median and
    p95, at 720p, 1080p and 4K;
 4. end-to-end conversion fps (``vbg.batch``: PyAV decode -> GPU pipeline ->

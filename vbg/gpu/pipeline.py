@@ -9,6 +9,10 @@ download of the results. The stages compute what the CPU stages compute
 ``vbg.pipeline.Pipeline``: same constructor, ``process``/``process_batch``
 returning the same ``Output``, ``update``, ``reset``, ``close``.
 
+What stays on the host: the smoother's scene-cut test (a download of the
+mask-sized luma thumbnails, one sync per batch), and light wrap, which the
+GPU path does not do (``light_wrap > 0`` is ignored with a warning).
+
 ``pick_h264_encoder`` chooses NVENC for the writer when this machine can
 open it (data-centre GPUs such as the H100 have no NVENC), else libx264.
 """
@@ -29,8 +33,9 @@ from ..backgrounds import Background, BlurBackground, ColorBackground, ImageBack
 from ..errors import VbgError
 from ..pipeline import Output
 from ..settings import Settings
+from ..smooth import TemporalSmoother
 from .device import probe_gpu, require_cupy
-from .kernels import Kernels, blur_ksize, decode_xp, feather_ksize
+from .kernels import Kernels, MatteParams, Pyramid, SceneCut, decode_xp
 
 log = logging.getLogger(__name__)
 
@@ -70,21 +75,44 @@ def device_infer(backend: Any) -> DeviceInfer:
 
 # --- stages ------------------------------------------------------------------------
 class GpuSmoother:
-    """``vbg.smooth.TemporalSmoother`` on CuPy arrays (same state rules, same float32 arithmetic)."""
+    """``vbg.smooth.TemporalSmoother`` on CuPy arrays: the same state rules and float32 arithmetic.
 
-    def __init__(self, strength: float = 0.5) -> None:
+    Fed the frame's mask-sized luma thumbnail instead of the frame: on the
+    device for the motion map, and its host copy for the scene-cut test.
+    """
+
+    def __init__(self, kernels: Kernels, strength: float = 0.5) -> None:
+        self.kernels = kernels
         self.strength = strength
+        self.cuts = 0  # scene cuts seen (as TemporalSmoother.cuts)
+        self._cut = SceneCut()
         self._prev: Any = None
+        self._prev_gray: Any = None
 
     def reset(self) -> None:
-        self._prev = None
+        self._prev = self._prev_gray = None
+        self._cut.reset()
 
-    def __call__(self, mask: Any) -> Any:
-        if self.strength <= 0 or self._prev is None or self._prev.shape != mask.shape:
+    def __call__(self, mask: Any, gray: Any = None, gray_host: np.ndarray | None = None) -> Any:
+        """Smooth ``mask`` (h, w) float32 given the frame's luma ``gray`` (h, w) u8 (None: no frame).
+
+        ``gray_host``: ``gray`` already on the host (downloaded here when not given).
+        """
+        if gray is not None:
+            host = gray_host if gray_host is not None else gray.get()
+            if self._cut(np.asarray(host)):
+                self.cuts += 1
+                self._prev = None
+        strength = float(self.strength)
+        prev, prev_gray = self._prev, self._prev_gray
+        if gray is None or prev_gray is None or prev_gray.shape != gray.shape:
+            prev_gray = None
+        self._prev_gray = gray
+        if strength <= 0.0 or prev is None or prev.shape != mask.shape:
             self._prev = mask.copy()
-            return mask
-        a = 0.8 * self.strength
-        self._prev = (a * self._prev + (1 - a) * mask).astype(np.float32)
+            return mask.copy()
+        keep_max = TemporalSmoother.MAX_KEEP * min(strength, 1.0)
+        self._prev = self.kernels.smooth(mask, prev, gray, prev_gray, keep_max)
         return self._prev
 
 
@@ -97,9 +125,8 @@ class _Buffers:
     d_frames: Any  # (n, H, W, 3) u8
     d_tensor: Any  # (n, model input) float32
     d_alpha: Any  # (n, H, W) float32
-    d_tmp_f: Any  # (H, W) float32: feather scratch
-    d_tmp_i: Any  # (H, W, 3) int32: background blur scratch
-    d_bg: Any  # (H, W, 3) u8: blurred background
+    d_tmp: Any  # (n, H, W) float32: feather scratch
+    d_bg: Any  # (n, H, W, 3) u8: per-frame backgrounds (blur, video)
     d_out: Any  # (n, H, W, 3|4) u8
     h_out: np.ndarray  # pinned like d_out
     h_alpha: np.ndarray  # pinned (n, H, W) float32
@@ -110,7 +137,7 @@ class GpuPipeline:
 
     ``download_alpha=False`` skips copying the float alpha back (saves bus and
     host time when only the composite is written); ``Output.alpha`` is then
-    an empty array.
+    an empty array. Light wrap is not done on the GPU (ignored, with a warning).
     """
 
     def __init__(self, settings: Settings, backend: Any, *, composite: bool = True,
@@ -126,13 +153,23 @@ class GpuPipeline:
         self.composite = composite
         self.download_alpha = download_alpha or not composite
         self.settings = settings
-        self.smoother = GpuSmoother(settings.smoothing)
+        self.smoother = GpuSmoother(self.kernels, settings.smoothing)
+        self.matte = MatteParams.from_settings(settings)
+        with self.stream:
+            self._channel = cp.zeros((1,), np.int32)  # the matte's guide channel in use, on the device
         self.background: Background = make_background(settings.background)
         self._bg_src: np.ndarray | None = None  # host array the device background was uploaded from
         self._bg_dev: Any = None
         self._bufs: _Buffers | None = None
         self._pending: Settings | None = None
         self._lock = threading.Lock()
+        self._warn_light_wrap(settings)
+
+    @staticmethod
+    def _warn_light_wrap(settings: Settings) -> None:
+        if settings.light_wrap > 0:
+            log.warning("light wrap %.2f is not done on the GPU pipeline (CPU only); ignoring it",
+                        settings.light_wrap)
 
     # -- settings -------------------------------------------------------------------
     def update(self, settings: Settings) -> None:
@@ -146,6 +183,9 @@ class GpuPipeline:
         if new is None:
             return
         self.smoother.strength = new.smoothing
+        self.matte = MatteParams.from_settings(new)
+        if new.light_wrap != self.settings.light_wrap:
+            self._warn_light_wrap(new)
         if new.bg != self.settings.bg:
             self.background.close()
             self.background = make_background(new.background)
@@ -153,7 +193,10 @@ class GpuPipeline:
         self.settings = new
 
     def reset(self) -> None:
+        """Forget temporal state (new clip or scene): the smoother's and the matte's guide channel."""
         self.smoother.reset()
+        with self.stream:
+            self._channel.fill(0)
 
     # -- buffers ------------------------------------------------------------------------
     def _buffers(self, n: int, height: int, width: int) -> _Buffers:
@@ -173,9 +216,8 @@ class GpuPipeline:
             d_frames=cp.empty((n, height, width, 3), np.uint8),
             d_tensor=cp.empty(shape_in, np.float32),
             d_alpha=cp.empty((n, height, width), np.float32),
-            d_tmp_f=cp.empty((height, width), np.float32),
-            d_tmp_i=cp.empty((height, width, 3), np.int32),
-            d_bg=cp.empty((height, width, 3), np.uint8),
+            d_tmp=cp.empty((n, height, width), np.float32),
+            d_bg=cp.empty((n, height, width, 3), np.uint8),
             d_out=cp.empty((n, height, width, ch), np.uint8),
             h_out=cupyx.empty_pinned((n, height, width, ch), np.uint8),
             h_alpha=cupyx.empty_pinned((n, height, width), np.float32),
@@ -186,22 +228,29 @@ class GpuPipeline:
     def background_is_none(self) -> bool:
         return type(self.background).__name__ == "NoBackground"
 
-    def _device_background(self, host_frame: np.ndarray, d_frame: Any, b: _Buffers) -> Any:
-        """The background for one frame, on the device (None: transparent output)."""
+    def _device_background(self, frames: Sequence[np.ndarray], pyr: Pyramid, b: _Buffers) -> Any:
+        """The batch's background on the device: (n, H, W, 3), one (H, W, 3) for all, or None (transparent)."""
         bg = self.background
+        n = len(frames)
         if self.background_is_none:
             return None
         if isinstance(bg, BlurBackground):
-            return self.kernels.gauss(d_frame, blur_ksize(bg.strength), b.d_tmp_i, b.d_bg)
-        host = bg.get(host_frame)
-        if host is None:
-            return None
-        # Still images and colours come back as the same cached array: upload them once.
-        static = isinstance(bg, (ImageBackground, ColorBackground))
-        if not (static and host is self._bg_src and self._bg_dev is not None):
-            self._bg_dev = self.cp.asarray(np.ascontiguousarray(host))
-            self._bg_src = host
-        return self._bg_dev
+            return self.kernels.blur_background(pyr, bg.strength, b.d_bg[:n])
+        if isinstance(bg, (ImageBackground, ColorBackground)):
+            # Still images and colours come back as the same cached array: upload them once.
+            host = bg.get(frames[0])
+            if not (host is self._bg_src and self._bg_dev is not None):
+                self._bg_dev = self.cp.asarray(np.ascontiguousarray(host))
+                self._bg_src = host
+            return self._bg_dev
+        hosts = []
+        for f in frames:  # video: a new picture per frame
+            pic = bg.get(f)
+            if pic is None:
+                return None
+            hosts.append(pic)
+        b.d_bg[:n].set(np.stack(hosts))
+        return b.d_bg[:n]
 
     # -- processing -----------------------------------------------------------------
     def process(self, frame: np.ndarray) -> Output:
@@ -215,9 +264,10 @@ class GpuPipeline:
             cut = next(i for i, f in enumerate(frames) if f.shape != size)
             return self.process_batch(frames[:cut]) + self.process_batch(frames[cut:])
         self._apply_pending()
-        cp, k, s = self.cp, self.kernels, self.settings
+        cp, k = self.cp, self.kernels
         n, height, width = len(frames), size[0], size[1]
         b = self._buffers(n, height, width)
+        d_frames = b.d_frames[:n]
         events = [cp.cuda.Event() for _ in range(7)]
         with self.stream:
             events[0].record()
@@ -225,25 +275,24 @@ class GpuPipeline:
                 b.h_frames[i] = f
             b.d_frames.data.copy_from_host_async(b.h_frames.ctypes.data, n * height * width * 3, self.stream)
             events[1].record()
-            k.preprocess(b.d_frames[:n], self.spec, b.d_tensor[:n])
+            pyr = k.pyramid(d_frames)  # shared downscales, made on first use (FramePyramid's plan)
+            k.preprocess(d_frames, self.spec, b.d_tensor[:n])
             # Decode each chunk before the next run: TensorRT reuses its output buffer.
             step = self.infer.max_batch
             parts = [decode_xp(cp, self.spec, self.infer.run_device(b.d_tensor[a:min(n, a + step)], self.stream))
                      for a in range(0, n, step)]
             masks = parts[0] if len(parts) == 1 else cp.concatenate(parts)
             events[2].record()
-            smoothed = [self.smoother(masks[i]) for i in range(n)]
+            mh, mw = (int(v) for v in masks.shape[1:])
+            grays = pyr.gray((mw, mh))
+            h_grays = grays.get(stream=self.stream)  # small; the scene-cut test runs on the host
+            smoothed = cp.stack([self.smoother(masks[i], grays[i], h_grays[i]) for i in range(n)])
             events[3].record()
-            kf = feather_ksize(s.feather)
-            for i in range(n):
-                k.upsample_threshold(smoothed[i], b.d_alpha[i], s.threshold, s.slope)
-                if kf > 1:
-                    k.gauss(b.d_alpha[i], kf, b.d_tmp_f, b.d_alpha[i])
+            k.matte(smoothed, d_frames, pyr, self.matte, self._channel, b.d_alpha[:n], b.d_tmp[:n])
             events[4].record()
             if self.composite:
-                for i in range(n):
-                    bg = self._device_background(frames[i], b.d_frames[i], b)
-                    k.composite(b.d_frames[i], bg, b.d_alpha[i], b.d_out[i])
+                bg = self._device_background(frames, pyr, b)
+                k.composite(d_frames, bg, b.d_alpha[:n], b.d_out[:n])
             events[5].record()
             if self.composite:
                 out_bytes = n * b.d_out[0].nbytes
@@ -251,7 +300,7 @@ class GpuPipeline:
             if self.download_alpha:
                 b.d_alpha.data.copy_to_host_async(b.h_alpha.ctypes.data, n * height * width * 4, self.stream)
             events[6].record()
-            h_masks = cp.stack(smoothed).get(stream=self.stream)  # small; blocks until the batch is done
+            h_masks = smoothed.get(stream=self.stream)  # small; blocks until the batch is done
         self.stream.synchronize()
         names = ("upload", "segment", "smooth", "matte", "composite", "download")
         per_frame = {name: cp.cuda.get_elapsed_time(events[j], events[j + 1]) / n for j, name in enumerate(names)}
