@@ -266,12 +266,27 @@ def preprocess_ms(clip: Path, spec_path: Path, n: int = 40, batch: int = 4) -> f
 # ---------------------------------------------------------------------------
 # harness
 # ---------------------------------------------------------------------------
+def peak_rss_mb() -> float:
+    """This process's peak resident memory.
+
+    Linux keeps ``ru_maxrss`` across fork + exec, so a child would report its
+    parent's peak; ``VmHWM`` belongs to the new address space and does not.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux, bytes on macOS
+
+
 def worker(args: argparse.Namespace) -> int:
     """One measurement in this (fresh) process; prints one JSON line."""
     fn = run_vbg if args.worker == "vbg" else run_naive
     res = fn(Path(args.clip), Path(args.spec), Path(args.bg), Path(args.out))
     res["fps"] = res["frames"] / res["seconds"]
-    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    res["peak_rss_mb"] = peak_rss_mb()
     try:
         Path(args.out).unlink()
     except FileNotFoundError:
