@@ -165,6 +165,23 @@ def tile_any(flag: np.ndarray, full: tuple[int, int], tile: Tile) -> np.ndarray:
     return tot > 0
 
 
+def guide_level(width: int, height: int, mask_size: tuple[int, int]) -> int:
+    """Pyramid level of a ``width`` x ``height`` frame for the guided filter: the
+    smallest that still has 1.5x the mask's pixels or more."""
+    w, h = mask_size
+    k = 0
+    while True:
+        nw, nh = width >> (k + 1), height >> (k + 1)
+        if nw < w or nh < h or 2 * nw * nh < 3 * w * h:
+            return k
+        k += 1
+
+
+def fisher_step(width: int, height: int) -> int:
+    """Subsampling step of the guide level for the channel statistics (<= 5k pixels: plenty)."""
+    return max(1, math.ceil(math.sqrt(width * height / 5000.0)))
+
+
 def guide_channel(img: np.ndarray, channel: int) -> np.ndarray:
     """One-channel uint8 guide of a BGR image: 0 = luma, 1..3 = B, G, R."""
     if channel == 0:
@@ -221,15 +238,9 @@ class Matte:
     # -- guide ---------------------------------------------------------
     @staticmethod
     def guide_level(pyr: FramePyramid, mask_size: tuple[int, int]) -> int:
-        """Pyramid level for the guided filter: the smallest with 1.5x the mask's pixels or more."""
-        w, h = mask_size
+        """Pyramid level for the guided filter (see :func:`guide_level`)."""
         fh, fw = pyr.frame.shape[:2]
-        k = 0
-        while True:
-            nw, nh = fw >> (k + 1), fh >> (k + 1)
-            if nw < w or nh < h or 2 * nw * nh < 3 * w * h:
-                return k
-            k += 1
+        return guide_level(fw, fh, mask_size)
 
     def _choose_channel(self, small: np.ndarray, p: np.ndarray) -> int:
         """Guide channel with the best Fisher separation of person vs background pixels."""
@@ -272,7 +283,7 @@ class Matte:
             if (mw << lvl, mh << lvl) == (W, H):
                 scale = 1 << lvl
             p = cv2.resize(mask, (mw, mh), interpolation=cv2.INTER_LINEAR)
-            step = max(1, math.ceil(math.sqrt(mw * mh / 5000.0)))  # <= 5k pixels: plenty for statistics
+            step = fisher_step(mw, mh)
             self.channel = self._choose_channel(mid[::step, ::step], p[::step, ::step])
             I = guide_channel(mid, self.channel).astype(np.float32)
             A, B = self._coefficients(I, p, slope, th)

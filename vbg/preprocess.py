@@ -42,6 +42,16 @@ def shrink(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
 
 
+def levels_for(width: int, height: int, size: tuple[int, int]) -> int:
+    """How many times a ``width`` x ``height`` frame can be halved (sizes rounded
+    down) and still be at least ``size`` = (w, h) in both dimensions."""
+    w, h = size
+    k = 0
+    while (width >> (k + 1)) >= w and (height >> (k + 1)) >= h:
+        k += 1
+    return k
+
+
 class FramePyramid:
     """Downscaled copies of one frame, made once and shared by the stages.
 
@@ -72,12 +82,8 @@ class FramePyramid:
 
     def levels_for(self, size: tuple[int, int]) -> int:
         """The largest ``k`` whose level is still at least ``size`` in both dimensions."""
-        w, h = size
         fh, fw = self.frame.shape[:2]
-        k = 0
-        while (fw >> (k + 1)) >= w and (fh >> (k + 1)) >= h:
-            k += 1
-        return k
+        return levels_for(fw, fh, size)
 
     def at(self, size: tuple[int, int]) -> np.ndarray:
         """BGR uint8 copy at ``size`` = (w, h) (the frame itself at its own size)."""

@@ -35,6 +35,37 @@ log = logging.getLogger(__name__)
 THUMB = (64, 36)
 
 
+class SceneCut:
+    """Scene-cut test on consecutive grey frames: a 64x36 thumbnail whose grey
+    histogram or mean changes a lot. Shared with the GPU smoother, which runs
+    it on the host copy of its luma thumbnail."""
+
+    # Histogram distance (0..1) or mean absolute thumbnail change (levels).
+    CUT_HIST = 0.5
+    CUT_MEAN = 40.0
+
+    def __init__(self) -> None:
+        self._thumb: np.ndarray | None = None
+        self._hist: np.ndarray | None = None
+
+    def reset(self) -> None:
+        self._thumb = self._hist = None
+
+    def __call__(self, gray: np.ndarray) -> bool:
+        thumb = cv2.resize(gray, THUMB, interpolation=cv2.INTER_AREA)
+        hist = cv2.calcHist([thumb], [0], None, [32], [0, 256]).ravel()
+        hist /= hist.sum()
+        cut = False
+        if self._thumb is not None and self._hist is not None:
+            dist = 0.5 * float(np.abs(hist - self._hist).sum())
+            mad = float(cv2.absdiff(thumb, self._thumb).mean())
+            cut = dist > self.CUT_HIST or mad > self.CUT_MEAN
+            if cut:
+                log.debug("scene cut: histogram distance %.2f, mean change %.1f", dist, mad)
+        self._thumb, self._hist = thumb, hist
+        return cut
+
+
 class TemporalSmoother:
     """Temporal mask smoothing. ``strength`` 0 = off, 1 = strongest; settable live."""
 
@@ -44,38 +75,22 @@ class TemporalSmoother:
     RAMP = 9.0
     # Largest weight of the previous mask, at strength 1 (time constant ~5 frames).
     MAX_KEEP = 0.85
-    # Scene cut: histogram distance (0..1) or mean absolute thumbnail change (levels).
-    CUT_HIST = 0.5
-    CUT_MEAN = 40.0
+    # A mask jump over JUMP counts as motion (frame still or not), fully at JUMP + JUMP_RAMP.
+    JUMP = 0.5
+    JUMP_RAMP = 0.4
 
     def __init__(self, strength: float = 0.5) -> None:
         self.strength = strength
         self._prev: np.ndarray | None = None
         self._prev_gray: np.ndarray | None = None
-        self._prev_thumb: np.ndarray | None = None
-        self._prev_hist: np.ndarray | None = None
+        self._cut = SceneCut()
         self.cuts = 0  # scene cuts seen since construction (for tests and logs)
 
     def reset(self) -> None:
         """Forget the previous frames (a new clip, a seek, a scene cut)."""
         self._prev = None
         self._prev_gray = None
-        self._prev_thumb = None
-        self._prev_hist = None
-
-    def _scene_cut(self, gray: np.ndarray) -> bool:
-        thumb = cv2.resize(gray, THUMB, interpolation=cv2.INTER_AREA)
-        hist = cv2.calcHist([thumb], [0], None, [32], [0, 256]).ravel()
-        hist /= hist.sum()
-        cut = False
-        if self._prev_thumb is not None and self._prev_hist is not None:
-            dist = 0.5 * float(np.abs(hist - self._prev_hist).sum())
-            mad = float(cv2.absdiff(thumb, self._prev_thumb).mean())
-            cut = dist > self.CUT_HIST or mad > self.CUT_MEAN
-            if cut:
-                log.debug("scene cut: histogram distance %.2f, mean change %.1f", dist, mad)
-        self._prev_thumb, self._prev_hist = thumb, hist
-        return cut
+        self._cut.reset()
 
     def __call__(self, mask: np.ndarray, frame: np.ndarray | None = None, *,
                  pyramid: FramePyramid | None = None) -> np.ndarray:
@@ -90,7 +105,7 @@ class TemporalSmoother:
         if frame is not None:
             pyr = pyramid if pyramid is not None else FramePyramid(frame)
             gray = pyr.gray((w, h))
-            if self._scene_cut(gray):
+            if self._cut(gray):
                 self.cuts += 1
                 self._prev = None
         strength = float(self.strength)
@@ -104,7 +119,7 @@ class TemporalSmoother:
 
         # Mask motion: only large jumps count (jitter of a still edge stays below ~0.5).
         dm = cv2.absdiff(mask, prev)
-        motion = np.clip((dm - 0.5) * (1.0 / 0.4), 0.0, 1.0)
+        motion = np.clip((dm - self.JUMP) * (1.0 / self.JUMP_RAMP), 0.0, 1.0)
         if prev_gray is not None:
             df = cv2.absdiff(gray, prev_gray)
             df = cv2.blur(df, (3, 3)).astype(np.float32)

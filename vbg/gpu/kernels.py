@@ -85,7 +85,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -93,9 +92,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..matte import GUIDES, Matte
+from ..matte import GUIDES, Matte, fisher_step, guide_level
+from ..preprocess import levels_for
 from ..settings import Settings
-from ..smooth import THUMB, TemporalSmoother
+from ..smooth import SceneCut, TemporalSmoother
 from ..spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -673,31 +673,6 @@ def shrink_plan(src_w: int, src_h: int, w: int, h: int) -> list[Size]:
     return [(w, h)]  # exact 2x (INTER_AREA == LINEAR at 2x) or plain bilinear
 
 
-def levels_for(width: int, height: int, size: Size) -> int:
-    """``FramePyramid.levels_for``: the largest k whose level is still at least ``size``."""
-    w, h = size
-    k = 0
-    while (width >> (k + 1)) >= w and (height >> (k + 1)) >= h:
-        k += 1
-    return k
-
-
-def guide_level(width: int, height: int, mask_size: Size) -> int:
-    """``Matte.guide_level``: the smallest level with 1.5x the mask's pixels or more."""
-    w, h = mask_size
-    k = 0
-    while True:
-        nw, nh = width >> (k + 1), height >> (k + 1)
-        if nw < w or nh < h or 2 * nw * nh < 3 * w * h:
-            return k
-        k += 1
-
-
-def fisher_step(mw: int, mh: int) -> int:
-    """``Matte``'s subsampling of the guide level for the channel statistics (<= 5k pixels)."""
-    return max(1, math.ceil(math.sqrt(mw * mh / 5000.0)))
-
-
 class Pyramid:
     """``FramePyramid``'s plan over any resize step; the references and the device share it.
 
@@ -811,34 +786,9 @@ def ref_preprocess(frames: Sequence[np.ndarray], spec: ModelSpec) -> np.ndarray:
 
 
 # -- smoother --
-# TemporalSmoother.__call__'s literals: a mask jump over JUMP counts as motion, fully at JUMP + JUMP_RAMP.
-JUMP = 0.5
-JUMP_RAMP = 0.4
-
-
-class SceneCut:
-    """``TemporalSmoother``'s scene-cut test (same OpenCV calls) on the host's copy of the luma thumbnail."""
-
-    def __init__(self) -> None:
-        self._thumb: np.ndarray | None = None
-        self._hist: np.ndarray | None = None
-
-    def reset(self) -> None:
-        self._thumb = self._hist = None
-
-    def __call__(self, gray: np.ndarray) -> bool:
-        thumb = cv2.resize(gray, THUMB, interpolation=cv2.INTER_AREA)
-        hist = cv2.calcHist([thumb], [0], None, [32], [0, 256]).ravel()
-        hist = hist / hist.sum()
-        cut = False
-        if self._thumb is not None and self._hist is not None:
-            dist = 0.5 * float(np.abs(hist - self._hist).sum())
-            mad = float(cv2.absdiff(thumb, self._thumb).mean())
-            cut = dist > TemporalSmoother.CUT_HIST or mad > TemporalSmoother.CUT_MEAN
-            if cut:
-                log.debug("scene cut: histogram distance %.2f, mean change %.1f", dist, mad)
-        self._thumb, self._hist = thumb, hist
-        return cut
+# TemporalSmoother's mask-jump rule: over JUMP counts as motion, fully at JUMP + JUMP_RAMP.
+JUMP = TemporalSmoother.JUMP
+JUMP_RAMP = TemporalSmoother.JUMP_RAMP
 
 
 def ref_motion(mask: np.ndarray, prev: np.ndarray, gray: np.ndarray | None,

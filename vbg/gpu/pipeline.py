@@ -33,9 +33,9 @@ from ..backgrounds import Background, BlurBackground, ColorBackground, ImageBack
 from ..errors import VbgError
 from ..pipeline import Output
 from ..settings import Settings
-from ..smooth import TemporalSmoother
+from ..smooth import SceneCut, TemporalSmoother
 from .device import probe_gpu, require_cupy
-from .kernels import Kernels, MatteParams, Pyramid, SceneCut, decode_xp
+from .kernels import Kernels, MatteParams, Pyramid, decode_xp
 
 log = logging.getLogger(__name__)
 
