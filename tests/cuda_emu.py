@@ -82,7 +82,7 @@ def available() -> bool:
     return shutil.which("g++") is not None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _compile(code: str) -> tuple[ctypes.CDLL, dict[str, list[tuple[bool, type]]]]:
     """Compile ``code`` (CUDA) as C++; -> the library and each kernel's parameters (is_pointer, dtype)."""
     sigs: dict[str, list[tuple[bool, type]]] = {}
@@ -112,7 +112,7 @@ def _compile(code: str) -> tuple[ctypes.CDLL, dict[str, list[tuple[bool, type]]]
 
 # --- arrays ----------------------------------------------------------------------------------
 class _Memory:
-    def __init__(self, arr: "EmuArray") -> None:
+    def __init__(self, arr: EmuArray) -> None:
         self._arr = arr
         self.ptr = arr.ctypes.data
 
@@ -185,7 +185,7 @@ class Stream:
     def __init__(self, non_blocking: bool = False, **_: Any) -> None:
         self.ptr = 0
 
-    def __enter__(self) -> "Stream":
+    def __enter__(self) -> Stream:
         return self
 
     def __exit__(self, *exc: Any) -> None:

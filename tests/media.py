@@ -12,7 +12,6 @@ from pathlib import Path
 
 import av
 import numpy as np
-
 from conftest import disc_frame
 
 CONTAINER_FORMATS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}

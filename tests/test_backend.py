@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-
 from conftest import disc_frame
+
 from vbg.backends import create_backend
 from vbg.backends.base import Backend
 from vbg.errors import VbgError

@@ -8,8 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from conftest import PERSON_BGR, disc_frame
+
 from vbg.cli import main
 
 BEACH_BGR = (180, 200, 230)  # a flat "beach" background image

@@ -9,9 +9,9 @@ import av
 import cv2
 import numpy as np
 import pytest
-
 from conftest import PERSON_BGR
 from media import disc_centre, make_clip, probe
+
 from vbg.batch import ConvertStats, convert_video
 from vbg.cli import main
 from vbg.settings import Settings

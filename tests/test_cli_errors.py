@@ -14,8 +14,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-
 from media import make_clip
+
 from vbg.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import av
+import cuda_emu
 import cv2
 import numpy as np
 import pytest
-
-import cuda_emu
 from conftest import BACKGROUND_BGR, disc_frame
+
 from vbg.backends.onnxruntime import OnnxRuntimeBackend
 from vbg.backgrounds import BlurBackground, make_background
 from vbg.composite import Compositor

@@ -15,11 +15,11 @@ import pyvirtualcam
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import Qt  # noqa: E402
-
 from conftest import PERSON_BGR  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
 from test_capture import make_clip  # noqa: E402
 from test_live import GREEN, NO_DEVICE, FakeVirtualCamera, check_composite  # noqa: E402
+
 from vbg.gui.app import MainWindow, load_settings  # noqa: E402
 from vbg.gui.preview import PreviewWindow  # noqa: E402
 from vbg.live import LiveLoop  # noqa: E402

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 import pyvirtualcam
-
 from conftest import PERSON_BGR
 from test_capture import make_clip
+
 from vbg import cli
 from vbg.live import Delivery, LiveLoop
 from vbg.settings import Settings
@@ -27,7 +27,7 @@ NO_DEVICE = ("'v4l2loopback' backend: No v4l2 loopback device found at /dev/vide
 class FakeVirtualCamera:
     """Stand-in for pyvirtualcam.Camera (the v4l2loopback device is hardware we lack)."""
 
-    instances: list["FakeVirtualCamera"] = []
+    instances: list[FakeVirtualCamera] = []
 
     def __init__(self, width: int, height: int, fps: float, *, fmt: Any = pyvirtualcam.PixelFormat.RGB,
                  device: str | None = None, **kw: Any) -> None:

@@ -13,11 +13,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from conftest import disc_frame
+
 from vbg.backends.onnxruntime import OnnxRuntimeBackend
-from vbg.backgrounds import (BlurBackground, ColorBackground, ImageBackground, NoBackground,
-                             VideoBackground)
+from vbg.backgrounds import BlurBackground, ColorBackground, ImageBackground, NoBackground, VideoBackground
 from vbg.composite import Compositor
 from vbg.matte import BG, EDGE, FG, Coverage, Matte
 from vbg.pipeline import STAGES, Pipeline

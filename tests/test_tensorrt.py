@@ -17,13 +17,14 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-
 from conftest import ROOT, disc_frame, make_red_model
+
 from vbg.backends import create_backend
 from vbg.backends import tensorrt as trt_backend
 from vbg.backends.onnxruntime import OnnxRuntimeBackend
 from vbg.errors import VbgError
-from vbg.gpu import device, engine as eng
+from vbg.gpu import device
+from vbg.gpu import engine as eng
 from vbg.gpu.device import GpuInfo, slugify_gpu
 from vbg.gpu.fp16 import initializer_types, is_fp16, to_fp16
 from vbg.spec import ModelSpec

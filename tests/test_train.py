@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from conftest import disc_frame  # noqa: E402
+
 from vbg.train.data import Sample  # noqa: E402
 from vbg.train.losses import SegLoss, boundary_band  # noqa: E402
 from vbg.train.models import build_model  # noqa: E402

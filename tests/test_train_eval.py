@@ -7,8 +7,8 @@ import json
 import cv2
 import numpy as np
 import pytest
-
 from conftest import disc_frame
+
 from vbg.train.metrics import boundary_f, iou, mae
 
 

@@ -26,8 +26,15 @@ from typing import Any
 from .atomic import atomic_folder, atomic_output, check_target, same_file
 from .errors import VbgError
 from .settings import OUTPUT_MODES, Settings
-from .sinks.images import (IMAGE_EXTS, check_image_output, is_image, is_sequence_target, read_image,
-                           sequence_pattern, write_image)
+from .sinks.images import (
+    IMAGE_EXTS,
+    check_image_output,
+    is_image,
+    is_sequence_target,
+    read_image,
+    sequence_pattern,
+    write_image,
+)
 from .sinks.video import X264_PRESETS, check_video_output
 
 log = logging.getLogger(__name__)

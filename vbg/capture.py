@@ -56,7 +56,7 @@ class Source:
     path: Path | None = None
 
     @classmethod
-    def parse(cls, text: str | int) -> "Source":
+    def parse(cls, text: str | int) -> Source:
         t = str(text).strip()
         if t.isdigit():
             return cls("camera", index=int(t))
@@ -156,7 +156,7 @@ class CameraReader:
         self._first: np.ndarray | None = None
 
     @classmethod
-    def open(cls, source: Source, width: int, height: int, fps: float) -> "CameraReader":
+    def open(cls, source: Source, width: int, height: int, fps: float) -> CameraReader:
         linux = sys.platform.startswith("linux")
         device = source.path if source.path is not None else (
             Path(f"/dev/video{source.index}") if linux else None)
@@ -262,7 +262,7 @@ class CaptureThread:
         self.lost = False
 
     # -- control ---------------------------------------------------------
-    def open(self) -> "CaptureThread":
+    def open(self) -> CaptureThread:
         """Open the source now (raises VbgError: not found, busy); ``start`` does it if needed."""
         if self._reader is None:
             reader = self._opener()
@@ -270,7 +270,7 @@ class CaptureThread:
             self.size, self.fps = reader.size, reader.fps
         return self
 
-    def start(self) -> "CaptureThread":
+    def start(self) -> CaptureThread:
         if self.running:
             return self
         self.open()
@@ -300,7 +300,7 @@ class CaptureThread:
             self._reader = None
         self._thread = None
 
-    def restart(self) -> "CaptureThread":
+    def restart(self) -> CaptureThread:
         self.stop()
         return self.start()
 
@@ -313,7 +313,7 @@ class CaptureThread:
         """True once frames stopped for a reason other than ``stop()``."""
         return self.end_reason is not None
 
-    def __enter__(self) -> "CaptureThread":
+    def __enter__(self) -> CaptureThread:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

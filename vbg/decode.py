@@ -246,7 +246,7 @@ class VideoDecoder:
             self._thread.join()
         self._container.close()
 
-    def __enter__(self) -> "VideoDecoder":
+    def __enter__(self) -> VideoDecoder:
         return self
 
     def __exit__(self, *exc: object) -> None:

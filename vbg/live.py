@@ -137,7 +137,7 @@ class LiveLoop:
             backend.close()
             raise
 
-    def open(self) -> "LiveLoop":
+    def open(self) -> LiveLoop:
         """Load the model and open the source (raises VbgError)."""
         if self._pipeline is None:
             self._backend, self._pipeline = self._make_pipeline(self.settings)
@@ -166,7 +166,7 @@ class LiveLoop:
         providers = getattr(b, "providers", None)
         return f"{b.name} ({providers[0].replace('ExecutionProvider', '')})" if providers else b.name
 
-    def start(self, background: bool = False) -> "LiveLoop":
+    def start(self, background: bool = False) -> LiveLoop:
         if self.running:
             return self
         if not background:

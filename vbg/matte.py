@@ -101,7 +101,7 @@ class Coverage:
         return max(0, y0 - d), min(H, y1 + d), max(0, x0 - d), min(W, x1 + d)
 
     @classmethod
-    def from_alpha(cls, alpha: np.ndarray, tile: Tile = (32, 32)) -> "Coverage":
+    def from_alpha(cls, alpha: np.ndarray, tile: Tile = (32, 32)) -> Coverage:
         """Tiles of a ready alpha, at uint8 precision (a tile whose alpha rounds to 0 is BG)."""
         H, W = alpha.shape
         th, tw = tile

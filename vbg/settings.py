@@ -42,7 +42,7 @@ class BackgroundSpec:
     color_bgr: tuple[int, int, int] = (0, 177, 0)
 
     @classmethod
-    def parse(cls, text: str) -> "BackgroundSpec":
+    def parse(cls, text: str) -> BackgroundSpec:
         from .backgrounds import VIDEO_EXTS, bundled_backgrounds  # late: avoids a cycle
 
         t = text.strip()
@@ -148,12 +148,12 @@ class Settings:
     def background(self) -> BackgroundSpec:
         return self._background  # type: ignore[attr-defined,no-any-return]
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
     # --- TOML -----------------------------------------------------------
     @classmethod
-    def from_mapping(cls, data: dict[str, Any], source: str = "config") -> "Settings":
+    def from_mapping(cls, data: dict[str, Any], source: str = "config") -> Settings:
         known = {f.name: f for f in fields(cls)}
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
@@ -170,7 +170,7 @@ class Settings:
         return cls(**kwargs)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Settings":
+    def load(cls, path: str | Path) -> Settings:
         path = Path(path)
         try:
             data = tomllib.loads(path.read_text())

@@ -76,7 +76,7 @@ class ModelSpec:
         return self.input.width, self.input.height
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], base: Path | None = None) -> "ModelSpec":
+    def from_dict(cls, d: dict[str, Any], base: Path | None = None) -> ModelSpec:
         where = f" in {base}" if base else ""
         try:
             i, o = d["input"], d["output"]
@@ -125,7 +125,7 @@ class ModelSpec:
                    extra={k: v for k, v in d.items() if k not in known})
 
     @classmethod
-    def load(cls, path: str | Path) -> "ModelSpec":
+    def load(cls, path: str | Path) -> ModelSpec:
         path = Path(path)
         try:
             data = json.loads(path.read_text())

@@ -170,7 +170,7 @@ class EngineMeta:
     built: str
 
     @classmethod
-    def load(cls, path: Path) -> "EngineMeta | None":
+    def load(cls, path: Path) -> EngineMeta | None:
         try:
             d = json.loads(path.read_text())
             return cls(**{k: d[k] for k in cls.__dataclass_fields__})

@@ -535,7 +535,7 @@ Size = tuple[int, int]  # (width, height)
 _LUMA_CANDIDATES = ((7470, 38470, 19596, 16), (1868, 9617, 4899, 14))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def luma_weights() -> tuple[int, int, int, int]:
     """(B, G, R, shift) reproducing this OpenCV's u8 BGR2GRAY exactly (checked on a probe image)."""
     rng = np.random.default_rng(0)
@@ -862,7 +862,7 @@ class MatteParams:
     guided: bool = True
 
     @classmethod
-    def from_settings(cls, s: Settings) -> "MatteParams":
+    def from_settings(cls, s: Settings) -> MatteParams:
         m = Matte()
         return cls(s.threshold, s.slope, s.feather, m.radius, m.eps, m.guide, m.guided)
 

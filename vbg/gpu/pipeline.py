@@ -318,7 +318,7 @@ class GpuPipeline:
 
 
 # --- encoding ---------------------------------------------------------------------
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def pick_h264_encoder(width: int = 1920, height: int = 1080) -> str:
     """'h264_nvenc' when this machine can open it (an NVENC-capable GPU and driver), else 'libx264'.
 

@@ -76,7 +76,7 @@ class VirtualCamSink:
         if cam is not None:
             cam.close()
 
-    def __enter__(self) -> "VirtualCamSink":
+    def __enter__(self) -> VirtualCamSink:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -69,8 +69,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     require_torch()
-    from .datasets import load_dataset
     from .data import distill_samples
+    from .datasets import load_dataset
     from .trainer import TrainConfig, train
 
     sizes = args.size or [(256, 144)]
