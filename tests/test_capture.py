@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import disc_frame
+
 from vbg.capture import CameraReader, CaptureThread, Source
 from vbg.errors import VbgError
 
@@ -68,13 +68,20 @@ def test_plays_file_at_its_own_rate_in_order(clip: Path) -> None:
     assert all(b.t_capture > a.t_capture for a, b in zip(frames, frames[1:]))
 
 
+def _wait_captured(cap: CaptureThread, n: int, timeout: float = 5.0) -> None:
+    """A slow consumer: do not take frames until ``n`` have arrived (robust on a loaded machine)."""
+    deadline = time.perf_counter() + timeout
+    while cap.captured < n and time.perf_counter() < deadline:
+        time.sleep(0.02)
+
+
 def test_latest_frame_semantics(clip: Path) -> None:
     with CaptureThread(clip) as cap:
-        time.sleep(0.3)  # a slow consumer: ~9 frames arrive meanwhile
+        _wait_captured(cap, 6)
         f = cap.wait_next(-1, timeout=1.0)
         assert f is not None and frame_number(f.image) == f.seq >= 5
         assert cap.dropped == f.seq  # every older frame was replaced, none queued
-        time.sleep(0.2)
+        _wait_captured(cap, f.seq + 5)
         g = cap.wait_next(f.seq, timeout=1.0)
         assert g is not None and g.seq >= f.seq + 3 and frame_number(g.image) == g.seq
         assert cap.dropped == g.seq - 1
