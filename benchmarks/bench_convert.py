@@ -222,14 +222,14 @@ def vbg_available() -> bool:
     return hasattr(batch, "convert_video")
 
 
-def run_vbg(clip: Path, spec_path: Path, bg_path: Path, out: Path) -> dict[str, Any]:
-    """``vbg --input clip --bg beach.jpg --model spec -o out`` with default settings."""
-    from vbg.batch import convert_video
+def run_vbg(clip: Path, spec_path: Path, bg_path: Path, out: Path, preset: str | None = None) -> dict[str, Any]:
+    """``vbg --input clip --bg beach.jpg --model spec -o out [--preset P]`` with default settings."""
+    from vbg.batch import DEFAULT_PRESET, convert_video
     from vbg.settings import Settings
 
     settings = Settings(model=str(spec_path), bg=str(bg_path))
     t0 = time.perf_counter()
-    stats = convert_video(clip, out, settings, overwrite=True)
+    stats = convert_video(clip, out, settings, overwrite=True, preset=preset or DEFAULT_PRESET)
     seconds = time.perf_counter() - t0
     stages = dict(stats.stages)
     if "segment" in stages and "preprocess" not in stages:
@@ -283,8 +283,8 @@ def peak_rss_mb() -> float:
 
 def worker(args: argparse.Namespace) -> int:
     """One measurement in this (fresh) process; prints one JSON line."""
-    fn = run_vbg if args.worker == "vbg" else run_naive
-    res = fn(Path(args.clip), Path(args.spec), Path(args.bg), Path(args.out))
+    paths = Path(args.clip), Path(args.spec), Path(args.bg), Path(args.out)
+    res = run_vbg(*paths, preset=args.preset) if args.worker == "vbg" else run_naive(*paths)
     res["fps"] = res["frames"] / res["seconds"]
     res["peak_rss_mb"] = peak_rss_mb()
     try:
@@ -295,10 +295,12 @@ def worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def measure(impl: str, clip: Path, spec: Path, out_dir: Path) -> dict[str, Any]:
+def measure(impl: str, clip: Path, spec: Path, out_dir: Path, preset: str | None = None) -> dict[str, Any]:
     out = out_dir / f"out_{impl}_{clip.stem}.mp4"
     cmd = [sys.executable, __file__, "--worker", impl, "--clip", str(clip), "--spec", str(spec),
            "--bg", str(BACKGROUND), "--out", str(out)]
+    if preset:
+        cmd += ["--preset", preset]
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     for line in p.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -392,7 +394,8 @@ def fmt_table(results: dict[str, Any]) -> str:
                  "model stage to give inference. Decode and encode run in their own threads, "
                  "overlapping the pipeline, so the stages add up to more than 1000/fps.")
     lines.append("")
-    lines.append(f"Machine: {results['machine']}. {results['background']}.")
+    lines.append(f"vbg's x264 preset: {results.get('preset', 'default')}. "
+                 f"Machine: {results['machine']}. {results['background']}.")
     return "\n".join(lines)
 
 
@@ -408,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips", type=Path, default=Path(tempfile.gettempdir()) / "vbg-bench-clips",
                     help="folder for the generated input clips (default %(default)s)")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--preset", help="vbg's x264 preset (default: vbg's own default, superfast)")
     # internal: one measurement in a subprocess
     ap.add_argument("--worker", choices=("vbg", "naive"), help=argparse.SUPPRESS)
     ap.add_argument("--clip", help=argparse.SUPPRESS)
@@ -428,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     log(before)
     clips = make_clips(args.clips, sizes, args.frames)
     results: dict[str, Any] = {
-        "frames": args.frames, "repeats": args.repeats, "models": {},
+        "frames": args.frames, "repeats": args.repeats, "models": {}, "preset": args.preset or "default",
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
                    f"Python {platform.python_version()}, OpenCV {cv2.__version__}",
     }
@@ -443,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs: dict[str, list[dict[str, Any]]] = {"vbg": [], "naive": []}
                 for rep in range(args.repeats):
                     for impl in ("vbg", "naive") if vbg_ok else ("naive",):
-                        r = measure(impl, clips[(w, h)], spec, out_dir)
+                        r = measure(impl, clips[(w, h)], spec, out_dir, args.preset)
                         runs[impl].append(r)
                         log(f"{model} {w}x{h} {impl} run {rep + 1}: {r['fps']:.1f} fps, "
                             f"{r['peak_rss_mb']:.0f} MB")
@@ -454,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
             n_short = 60 if args.quick else 150
             mem_clips = {n: make_clips(args.clips, [(mw, mh)], n)[(mw, mh)] for n in (n_short, 4 * n_short)}
             spec = models[0][1]
-            rss = {n: measure("vbg", c, spec, out_dir)["peak_rss_mb"] for n, c in mem_clips.items()}
+            rss = {n: measure("vbg", c, spec, out_dir, args.preset)["peak_rss_mb"] for n, c in mem_clips.items()}
             results["memory"] = {"size": f"{mw}x{mh}", "model": models[0][0], "rss_mb": rss}
     results["background"] = "At start: " + before + ". At end: " + background_load()
     table = fmt_table(results)
