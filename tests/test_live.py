@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ from test_capture import make_clip
 from vbg import cli
 from vbg.live import Delivery, LiveLoop
 from vbg.settings import Settings
-from vbg.sinks.vcam import LINUX_SETUP, VirtualCamSink
+from vbg.sinks.vcam import LINUX_SETUP, VirtualCamSink, device_readers
 
 SUMMARY = re.compile(r"^fps=(\d+\.\d) latency_ms_p50=(\d+\.\d) latency_ms_p95=(\d+\.\d)$")
 GREEN = (0, 255, 0)  # BGR of color:#00ff00
@@ -194,3 +197,73 @@ def test_background_start_reports_open_errors(red_model: Path) -> None:
 def test_frames_must_be_positive(red_model: Path, clip: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc = cli.main(["live", "--camera", str(clip), "--frames", "0", "--no-virtual-cam", "--no-window"])
     assert rc == 2 and "--frames 0" in capsys.readouterr().err
+
+
+HOLD_OPEN = "import sys, time\nf = open(sys.argv[1], 'rb')\nprint('open', flush=True)\ntime.sleep(60)\n"
+
+
+def reader(path: Path) -> subprocess.Popen[str]:
+    """Another process holding ``path`` open, as a video app holds /dev/videoN."""
+    p = subprocess.Popen([sys.executable, "-c", HOLD_OPEN, str(path)], stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None and p.stdout.readline().strip() == "open"
+    return p
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_device_readers_counts_other_processes(tmp_path: Path) -> None:
+    dev = tmp_path / "video9"  # any path works the same as a device node
+    dev.write_bytes(b"")
+    assert device_readers(str(tmp_path / "missing")) is None
+    with open(dev, "rb"):
+        assert device_readers(str(dev)) == 0  # this process (the writer) does not count
+        p = reader(dev)
+        try:
+            assert device_readers(str(dev)) == 1
+            assert device_readers(str(dev), exclude_pid=p.pid) == 1  # now this one counts instead
+        finally:
+            p.kill()
+            p.wait()
+    assert device_readers(str(dev)) == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_live_pauses_until_an_application_opens_the_virtual_camera(
+        clip: Path, red_model: Path, fake_vcam: type[FakeVirtualCamera], tmp_path: Path) -> None:
+    dev = tmp_path / "video9"
+    dev.write_bytes(b"")
+    settings = Settings(camera=str(clip), bg="color:#00ff00", model=str(red_model), backend="onnxruntime")
+    sink = VirtualCamSink(320, 240, 30, device=str(dev), watch_readers=True)
+    loop = LiveLoop(settings, loop_file=True, max_frames=8, sinks=[sink], pause_unwatched=True)
+    p = None
+    try:
+        loop.start()
+        deadline = time.perf_counter() + 5
+        while loop.stats().paused < 5 and time.perf_counter() < deadline:
+            time.sleep(0.05)
+        assert loop.stats().paused >= 5 and sink.frames_sent == 0 and not sink.watched
+        p = reader(dev)  # a video app opens the camera: processing resumes within a second
+        assert loop.wait(10) and not loop.lost
+        assert sink.watched and sink.frames_sent == 8 and loop.stats().frames == 8
+    finally:
+        loop.stop()
+        sink.close()
+        if p is not None:
+            p.kill()
+            p.wait()
+    (cam,) = fake_vcam.instances
+    for frame in cam.frames:
+        check_composite(frame)
+
+
+def test_live_without_pause_processes_every_frame_for_an_unread_camera(
+        clip: Path, red_model: Path, fake_vcam: type[FakeVirtualCamera], tmp_path: Path) -> None:
+    dev = tmp_path / "video9"
+    dev.write_bytes(b"")
+    settings = Settings(camera=str(clip), bg="color:#00ff00", model=str(red_model), backend="onnxruntime")
+    with VirtualCamSink(320, 240, 30, device=str(dev)) as sink:
+        loop = LiveLoop(settings, max_frames=6, sinks=[sink])
+        try:
+            assert loop.start().wait(10) and not loop.lost
+        finally:
+            loop.stop()
+        assert sink.watched and sink.frames_sent == 6 and loop.stats().paused == 0

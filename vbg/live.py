@@ -7,6 +7,10 @@ runs the pipeline and hands the result to the sinks (virtual camera) and to
 are dropped, never queued, when processing is slower. Latency is measured
 from the capture timestamp to the moment every sink has the frame.
 
+With ``pause_unwatched``, frames are not processed while every sink says
+that nobody watches it (a virtual camera that no application has open) and
+no window shows them: no CPU goes to a call that has not started.
+
 Settings changes (``update``) never block the caller: matte, smoothing and
 background changes apply from the next frame; a new camera or model is
 opened on the processing thread.
@@ -76,6 +80,7 @@ class LiveStats:
     latency_ms_p50: float
     latency_ms_p95: float
     stage_ms: dict[str, float] = field(default_factory=dict)  # last frame, per stage
+    paused: int = 0  # captured frames skipped because no application watched
 
     def summary_line(self) -> str:
         return f"fps={self.fps:.1f} latency_ms_p50={self.latency_ms_p50:.1f} latency_ms_p95={self.latency_ms_p95:.1f}"
@@ -99,8 +104,9 @@ class LiveLoop:
                  on_delivery: Callable[[Delivery], None] | None = None,
                  on_end: Callable[[str, bool], None] | None = None,
                  on_error: Callable[[str], None] | None = None,
-                 backend_factory: BackendFactory | None = None) -> None:
+                 backend_factory: BackendFactory | None = None, pause_unwatched: bool = False) -> None:
         self.settings = settings
+        self.pause_unwatched = pause_unwatched
         self.loop_file = loop_file
         self.max_frames = max_frames
         self.on_delivery = on_delivery
@@ -242,6 +248,7 @@ class LiveLoop:
             self._latency = array("d")
             self._stage_ms: dict[str, float] = {}
             self._captured0 = self._dropped0 = 0  # counts of captures replaced by a camera switch
+            self._paused = 0
 
     def stats(self, window: float | None = None) -> LiveStats:
         """Session stats, or over the last ``window`` seconds (the GUI readout)."""
@@ -250,16 +257,25 @@ class LiveLoop:
             i = bisect.bisect_left(times, time.perf_counter() - window) if window else 0
             t, lt = times[i:], np.array(lat[i:], dtype=np.float64)  # copies: the arrays keep growing
             stage = dict(self._stage_ms)
-            captured, dropped = self._captured0, self._dropped0
+            captured, dropped, paused = self._captured0, self._dropped0, self._paused
         cap = self._capture
         if cap is not None:
             captured, dropped = captured + cap.captured, dropped + cap.dropped
         n = len(t)
         fps = (n - 1) / (t[-1] - t[0]) if n > 1 and t[-1] > t[0] else 0.0
         p50, p95 = (float(np.percentile(lt, 50)), float(np.percentile(lt, 95))) if n else (0.0, 0.0)
-        return LiveStats(len(self._t_delivered) if window is None else n, captured, dropped, fps, p50, p95, stage)
+        return LiveStats(len(self._t_delivered) if window is None else n, captured, dropped, fps, p50, p95, stage,
+                         paused)
 
     # -- the processing thread ---------------------------------------------
+    def _unwatched(self) -> bool:
+        """Nobody would see a processed frame now (see ``pause_unwatched``)."""
+        if not self.pause_unwatched or self.on_delivery is not None:
+            return False
+        with self._sink_lock:
+            sinks = list(self._sinks)
+        return bool(sinks) and all(getattr(s, "watched", True) is False for s in sinks)
+
     def _finish(self, reason: str, lost: bool) -> None:
         if self.end_reason is None:
             self.end_reason, self.lost = reason, lost
@@ -310,6 +326,7 @@ class LiveLoop:
             self._finish(f"live session failed to start: {exc}", True)
             return
         last_seq = -1
+        paused = False
         while not self._stop.is_set():
             with self._pending_lock:
                 pending, self._pending = self._pending, None
@@ -333,6 +350,17 @@ class LiveLoop:
                     return
                 continue
             last_seq = f.seq
+            if self._unwatched():
+                if not paused:
+                    log.warning("no application is reading the virtual camera: processing paused")
+                    paused = True
+                with self._stats_lock:
+                    self._paused += 1
+                continue
+            if paused:
+                log.warning("an application opened the virtual camera: processing resumed")
+                paused = False
+                pipeline.reset()  # the smoother's history is from before the pause
             settings = self.settings
             try:
                 out = pipeline.process(f.image)
@@ -389,6 +417,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-window", action="store_true", help="no preview window")
     p.add_argument("--frames", type=int, help="stop after N frames")
     p.add_argument("--loop", action="store_true", help="loop a video file used as the camera")
+    p.add_argument("--always-process", action="store_true",
+                   help="keep processing while no application reads the virtual camera (default: pause, "
+                        "when there is no preview window)")
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -418,7 +449,9 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if args.frames is not None and args.frames < 1:
         raise VbgError(f"--frames {args.frames} must be at least 1", "pass a positive count")
-    loop = LiveLoop(settings, loop_file=args.loop, max_frames=args.frames)
+    window = not args.no_window and _has_display()
+    loop = LiveLoop(settings, loop_file=args.loop, max_frames=args.frames,
+                    pause_unwatched=not window and not args.always_process)
     vcam = None
     try:
         loop.open()
@@ -426,10 +459,9 @@ def run(args: argparse.Namespace) -> int:
             from .sinks.vcam import VirtualCamSink
 
             w, h = loop.frame_size
-            vcam = VirtualCamSink(w, h, loop.source_fps, device=args.device)
+            vcam = VirtualCamSink(w, h, loop.source_fps, device=args.device, watch_readers=loop.pause_unwatched)
             loop.add_sink(vcam)
             log.warning("sending to virtual camera %s (%dx%d); select it in your video app", vcam.device, w, h)
-        window = not args.no_window and _has_display()
         if not args.no_window and not window:
             log.info("no display: running without a preview window")
         loop.start()
@@ -448,7 +480,8 @@ def run(args: argparse.Namespace) -> int:
             vcam.close()
     stats = loop.stats()
     print(stats.summary_line(), flush=True)
-    log.info("%d frames, %d captured, %d dropped; %s", stats.frames, stats.captured, stats.dropped, loop.end_reason)
+    log.info("%d frames, %d captured, %d dropped, %d paused; %s", stats.frames, stats.captured, stats.dropped,
+             stats.paused, loop.end_reason)
     if loop.lost:
         raise VbgError(f"live session ended: {loop.end_reason}",
                        "check the camera connection and run again")

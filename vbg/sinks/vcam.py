@@ -3,12 +3,18 @@
 Linux uses a v4l2loopback device, Windows and macOS the OBS Virtual Camera.
 Frames go out as BGR (``PixelFormat.BGR``), so no colour conversion happens
 here. A missing device is a one-line ``VbgError`` with the setup command.
+
+On Linux the sink can tell whether any application is reading the device
+(``watched``): a thread looks, once a second, for other processes holding it
+open in ``/proc/*/fd``. ``vbg live`` pauses processing while nobody watches.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -39,14 +45,75 @@ def pyvirtualcam_camera(width: int, height: int, fps: float, device: str | None)
     return pyvirtualcam.Camera(width, height, fps, fmt=pyvirtualcam.PixelFormat.BGR, device=device)
 
 
+def device_readers(device: str, *, exclude_pid: int | None = None) -> int | None:
+    """How many processes other than ``exclude_pid`` (default: this one) hold ``device`` open.
+
+    None where that cannot be known: not Linux, no such path, or no ``/proc``.
+    Processes of other users are invisible without privileges; a video app
+    runs as the same user as vbg.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        target = os.path.realpath(device)
+        os.stat(target)
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return None
+    me = os.getpid() if exclude_pid is None else exclude_pid
+    n = 0
+    for pid in pids:
+        if pid == me:
+            continue
+        fd_dir = f"/proc/{pid}/fd"
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"{fd_dir}/{fd}") == target:
+                    n += 1
+                    break
+            except OSError:
+                continue
+    return n
+
+
+class ReaderWatch:
+    """Keeps ``readers`` (see :func:`device_readers`) up to date from a daemon thread.
+
+    A thread, because one scan of ``/proc`` takes milliseconds that the
+    processing thread should not spend.
+    """
+
+    def __init__(self, device: str, interval: float = 1.0) -> None:
+        self.device = device
+        self.interval = interval
+        self.readers: int | None = device_readers(device)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vbg-vcam-readers", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.readers = device_readers(self.device)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+
+
 class VirtualCamSink:
     """Sends BGR frames of a fixed size to a virtual camera.
 
     ``camera_factory`` is the pyvirtualcam boundary; tests pass a stand-in.
+    ``watch_readers``: keep track of whether an application reads the
+    device (``watched``).
     """
 
     def __init__(self, width: int, height: int, fps: float, *, device: str | None = None,
-                 camera_factory: CameraFactory | None = None) -> None:
+                 camera_factory: CameraFactory | None = None, watch_readers: bool = False) -> None:
         self.width, self.height, self.fps = width, height, fps
         factory = camera_factory or pyvirtualcam_camera
         try:
@@ -59,7 +126,13 @@ class VirtualCamSink:
                            f"check the device, or {setup_hint()}") from None
         self.frames_sent = 0
         self.device = str(getattr(self._cam, "device", device or "virtual camera"))
+        self._watch = ReaderWatch(self.device) if watch_readers else None
         log.info("virtual camera %s: %dx%d @ %.0f fps", self.device, width, height, fps)
+
+    @property
+    def watched(self) -> bool:
+        """False only when it is known that no application reads the device."""
+        return self._watch is None or self._watch.readers != 0
 
     def send(self, frame: np.ndarray) -> None:
         """Send one frame: BGR, or BGRA (flattened onto black: cameras have no alpha)."""
@@ -72,6 +145,9 @@ class VirtualCamSink:
         self.frames_sent += 1
 
     def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
         cam, self._cam = self._cam, None
         if cam is not None:
             cam.close()
