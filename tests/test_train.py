@@ -173,6 +173,17 @@ def test_trainer_writes_log_checkpoints_and_resumes(tmp_path) -> None:
     res2 = train(cfg2, samples[:24], samples[24:], resume=True, progress=False)
     rows = list(csv.DictReader(open(run / "log.csv")))
     assert [int(r["epoch"]) for r in rows] == list(range(6)) and res2["epochs"] == 6
+    # init: a new run from best.pt's weights with a fresh schedule; at a negligible learning rate it
+    # starts where that run ended, while the same run from scratch does not
+    warm = train(_cfg(tmp_path, out=str(tmp_path / "warm"), epochs=1, lr=1e-8), samples[:24], samples[24:],
+                 progress=False, init=run / "best.pt")
+    cold = train(_cfg(tmp_path, out=str(tmp_path / "cold"), epochs=1, lr=1e-8), samples[:24], samples[24:],
+                 progress=False)
+    assert warm["last"]["val_iou"] > 0.5 and warm["last"]["val_iou"] > cold["last"]["val_iou"] + 0.2
+    assert not (tmp_path / "warm" / "log.csv").read_text().count("\n") > 2  # its own log, one epoch
+    with pytest.raises(ValueError, match="holds a unet-lite model"):
+        train(_cfg(tmp_path, out=str(tmp_path / "other"), arch="fcn8s", arch_options=ARCHS["fcn8s"]),
+              samples[:24], samples[24:], progress=False, init=run / "best.pt")
 
 
 def test_trainer_is_reproducible(tmp_path) -> None:
@@ -265,3 +276,13 @@ def test_train_cli_without_torch_is_clean(tmp_path) -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert 'pip install "vbg[train]"' in r.stderr and "Traceback" not in r.stderr
+
+
+def test_train_cli_missing_init_checkpoint_is_one_line(tmp_path, capsys) -> None:
+    from vbg import cli
+
+    rc = cli.main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+                   "--init", str(tmp_path / "missing.pt")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("vbg: error: --init checkpoint") and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()

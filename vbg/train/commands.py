@@ -64,6 +64,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--distill-every", type=int, default=10, help="use every Nth video frame")
     p.add_argument("--distill-fraction", type=float, default=0.15, help="share of each epoch from teacher frames")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--init", metavar="CKPT",
+                   help="start from this checkpoint's weights, with a fresh optimiser and schedule")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -74,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
     from .trainer import TrainConfig, train
 
     sizes = args.size or [(256, 144)]
+    if args.init and not Path(args.init).is_file():
+        raise VbgError(f"--init checkpoint {args.init} not found", "pass a best.pt, final.pt or last.pt of a run")
     try:
         options = json.loads(args.arch_options)
     except json.JSONDecodeError as exc:
@@ -94,11 +98,13 @@ def run(args: argparse.Namespace) -> int:
                       optimizer=args.optimizer, ema=args.ema, seed=args.seed, workers=args.workers,
                       threads=args.threads, distill_fraction=args.distill_fraction if extra else 0.0,
                       meta={"data": args.data, "format": args.format, "train": len(train_s),
-                            "val": len(val_s), "distill_frames": len(extra), "val_percent": args.val_percent})
+                            "val": len(val_s), "distill_frames": len(extra), "val_percent": args.val_percent,
+                            "init": args.init})
     log.warning("training %s on %d images (+%d teacher frames), validating on %d", args.arch, len(train_s),
                 len(extra), len(val_s))
     try:
-        result = train(cfg, train_s, val_s, extra, resume=args.resume, progress=not args.no_progress)
+        result = train(cfg, train_s, val_s, extra, resume=args.resume, progress=not args.no_progress,
+                       init=args.init)
     except ValueError as exc:
         raise VbgError(str(exc), "check --arch, --up and --arch-options") from None
     print(json.dumps(result, indent=2))

@@ -220,8 +220,13 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 def train(cfg: TrainConfig, train_samples: list[Sample], val_samples: list[Sample],
           extra_samples: list[Sample] | None = None, resume: bool = False,
-          progress: bool = True) -> dict[str, Any]:
-    """Run training; returns the final record (best IoU, epochs, minutes)."""
+          progress: bool = True, init: str | Path | None = None) -> dict[str, Any]:
+    """Run training; returns the final record (best IoU, epochs, minutes).
+
+    ``resume``: continue ``out/last.pt`` (weights, optimiser, schedule).
+    ``init``: start from a checkpoint's weights with a fresh optimiser and
+    schedule (fine-tuning, or a warm restart of a finished run).
+    """
     from tqdm import tqdm
 
     out = Path(cfg.out)
@@ -229,6 +234,15 @@ def train(cfg: TrainConfig, train_samples: list[Sample], val_samples: list[Sampl
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     model = build_model(cfg.arch, cfg.num_classes, **cfg.arch_options)
+    if init is not None and not (resume and (Path(cfg.out) / "last.pt").is_file()):
+        ck = torch.load(init, map_location="cpu", weights_only=False)
+        conf = ck.get("config", {})
+        arch, opts = conf.get("arch"), conf.get("arch_options", {})
+        if arch != cfg.arch or json.dumps(opts, sort_keys=True) != json.dumps(cfg.arch_options, sort_keys=True):
+            raise ValueError(f"{init} holds a {arch} model with options {opts}, not this {cfg.arch} "
+                             f"with {cfg.arch_options}")
+        model.load_state_dict(ck["weights"] if "weights" in ck else ck["model"])
+        log.info("starting from the weights of %s", init)
     ema = EMA(model, cfg.ema) if cfg.ema > 0 else None
     opt = make_optimizer(model, cfg)
     loss_fn = SegLoss(cfg.num_classes, dice_w=cfg.dice_w, boundary_w=cfg.boundary_w)
