@@ -234,14 +234,15 @@ def train(cfg: TrainConfig, train_samples: list[Sample], val_samples: list[Sampl
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     model = build_model(cfg.arch, cfg.num_classes, **cfg.arch_options)
-    if init is not None and not (resume and (Path(cfg.out) / "last.pt").is_file()):
+    last = out / "last.pt"
+    if init is not None and not (resume and last.is_file()):
         ck = torch.load(init, map_location="cpu", weights_only=False)
         conf = ck.get("config", {})
         arch, opts = conf.get("arch"), conf.get("arch_options", {})
         if arch != cfg.arch or json.dumps(opts, sort_keys=True) != json.dumps(cfg.arch_options, sort_keys=True):
             raise ValueError(f"{init} holds a {arch} model with options {opts}, not this {cfg.arch} "
                              f"with {cfg.arch_options}")
-        model.load_state_dict(ck["weights"] if "weights" in ck else ck["model"])
+        model.load_state_dict(checkpoint_weights(ck))
         log.info("starting from the weights of %s", init)
     ema = EMA(model, cfg.ema) if cfg.ema > 0 else None
     opt = make_optimizer(model, cfg)
@@ -251,7 +252,6 @@ def train(cfg: TrainConfig, train_samples: list[Sample], val_samples: list[Sampl
     dataset = AugmentedSet(samples, cfg)
     rows: list[dict[str, Any]] = []
     start_epoch, step, elapsed0, best = 0, 0, 0.0, -1.0
-    last = out / "last.pt"
     if resume and last.is_file():
         ck = torch.load(last, map_location="cpu", weights_only=False)
         model.load_state_dict(ck["model"])
@@ -334,6 +334,13 @@ def load_trained(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     ck = torch.load(path, map_location="cpu", weights_only=False)
     cfg = ck["config"]
     model = build_model(cfg["arch"], cfg["num_classes"], **cfg.get("arch_options", {}))
+    model.load_state_dict(checkpoint_weights(ck))
+    return model.eval(), cfg
+
+
+def checkpoint_weights(ck: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The state dict a loaded checkpoint stands for: the exported weights of
+    best.pt / final.pt, or last.pt's weight average (its raw weights without one)."""
     if "weights" in ck:
         sd = ck["weights"]
     elif ck.get("ema"):
@@ -342,5 +349,4 @@ def load_trained(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         sd = ck["model"]
     if any(k.startswith("module.") for k in sd):  # an AveragedModel's state
         sd = {k[len("module."):]: v for k, v in sd.items() if k.startswith("module.")}
-    model.load_state_dict(sd)
-    return model.eval(), cfg
+    return sd
