@@ -98,12 +98,12 @@ def atomic_output(final: Path, *, overwrite: bool = False) -> Iterator[Path]:
     check_target(final, overwrite=overwrite)
     d = final.parent
     created = ensure_dir(d)
+    made: list[Path] = []
     try:
-        tmp = _make_temp(d, f".{final.stem}{PARTIAL_TAG}", final.suffix, folder=False)
-    except OSError as exc:
-        _remove_dirs(created)
-        raise _dir_error(d, exc) from None
-    try:
+        try:
+            tmp = _make_temp(d, f".{final.stem}{PARTIAL_TAG}", final.suffix, folder=False, made=made)
+        except OSError as exc:
+            raise _dir_error(d, exc) from None
         yield tmp
         if not overwrite and final.exists():  # appeared while we worked
             raise VbgError(f"output {final} already exists", "use -y to overwrite it, or choose another --output")
@@ -113,7 +113,8 @@ def atomic_output(final: Path, *, overwrite: bool = False) -> Iterator[Path]:
             raise VbgError(f"cannot rename {tmp.name} to {final}: {exc.strerror}",
                            "check the output folder") from None
     except BaseException:
-        _remove(tmp)
+        for p in made:
+            _remove(p)
         _remove_dirs(created)
         raise
 
@@ -131,12 +132,12 @@ def atomic_folder(final: Path, *, overwrite: bool = False) -> Iterator[Path]:
     if final.exists() and not final.is_dir():
         raise VbgError(f"output {final} is a file, not a folder", "choose a folder for --output")
     created = ensure_dir(parent)
+    made: list[Path] = []
     try:
-        tmp = _make_temp(parent, f".{final.name}{PARTIAL_TAG}", "", folder=True)
-    except OSError as exc:
-        _remove_dirs(created)
-        raise _dir_error(parent, exc) from None
-    try:
+        try:
+            tmp = _make_temp(parent, f".{final.name}{PARTIAL_TAG}", "", folder=True, made=made)
+        except OSError as exc:
+            raise _dir_error(parent, exc) from None
         yield tmp
         names = sorted(os.listdir(tmp))
         if final.is_dir():
@@ -150,24 +151,34 @@ def atomic_folder(final: Path, *, overwrite: bool = False) -> Iterator[Path]:
         else:
             os.rename(tmp, final)
     except BaseException:
-        _remove(tmp)
+        for p in made:
+            _remove(p)
         _remove_dirs(created)
         raise
 
 
-def _make_temp(d: Path, prefix: str, suffix: str, *, folder: bool) -> Path:
+def _make_temp(d: Path, prefix: str, suffix: str, *, folder: bool, made: list[Path]) -> Path:
     """A new, unique file or folder in ``d``; unlike tempfile's, its mode follows the umask
-    (the renamed output should get the permissions of any new file)."""
+    (the renamed output should get the permissions of any new file).
+
+    The name goes into ``made`` *before* it is created, so a Ctrl-C that lands
+    between the creation and the caller's ``try`` still finds it to remove.
+    """
     for _ in range(100):
         p = d / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        made.append(p)
         try:
             if folder:
                 os.mkdir(p, 0o777)
             else:
                 os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
             return p
-        except FileExistsError:
+        except FileExistsError:  # someone else's: not ours to remove
+            made.pop()
             continue
+        except OSError:
+            made.pop()
+            raise
     raise FileExistsError(f"no free temporary name in {d}")
 
 
