@@ -184,6 +184,9 @@ def test_trainer_writes_log_checkpoints_and_resumes(tmp_path) -> None:
     with pytest.raises(ValueError, match="holds a unet-lite model"):
         train(_cfg(tmp_path, out=str(tmp_path / "other"), arch="fcn8s", arch_options=ARCHS["fcn8s"]),
               samples[:24], samples[24:], progress=False, init=run / "best.pt")
+    with pytest.raises(ValueError, match="with 1 classes"):  # a trimap run cannot start from a binary one
+        train(_cfg(tmp_path, out=str(tmp_path / "trimap"), num_classes=3),
+              samples[:24], samples[24:], progress=False, init=run / "best.pt")
 
 
 def test_trainer_is_reproducible(tmp_path) -> None:

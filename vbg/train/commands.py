@@ -106,6 +106,6 @@ def run(args: argparse.Namespace) -> int:
         result = train(cfg, train_s, val_s, extra, resume=args.resume, progress=not args.no_progress,
                        init=args.init)
     except ValueError as exc:
-        raise VbgError(str(exc), "check --arch, --up and --arch-options") from None
+        raise VbgError(str(exc), "check --arch, --up, --classes and --arch-options") from None
     print(json.dumps(result, indent=2))
     return 0

@@ -238,10 +238,11 @@ def train(cfg: TrainConfig, train_samples: list[Sample], val_samples: list[Sampl
     if init is not None and not (resume and last.is_file()):
         ck = torch.load(init, map_location="cpu", weights_only=False)
         conf = ck.get("config", {})
-        arch, opts = conf.get("arch"), conf.get("arch_options", {})
-        if arch != cfg.arch or json.dumps(opts, sort_keys=True) != json.dumps(cfg.arch_options, sort_keys=True):
-            raise ValueError(f"{init} holds a {arch} model with options {opts}, not this {cfg.arch} "
-                             f"with {cfg.arch_options}")
+        arch, opts, classes = conf.get("arch"), conf.get("arch_options", {}), conf.get("num_classes", 1)
+        if (arch != cfg.arch or classes != cfg.num_classes
+                or json.dumps(opts, sort_keys=True) != json.dumps(cfg.arch_options, sort_keys=True)):
+            raise ValueError(f"{init} holds a {arch} model with {classes} classes and options {opts}, not this "
+                             f"{cfg.arch} with {cfg.num_classes} and {cfg.arch_options}")
         model.load_state_dict(checkpoint_weights(ck))
         log.info("starting from the weights of %s", init)
     ema = EMA(model, cfg.ema) if cfg.ema > 0 else None
