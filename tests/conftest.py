@@ -20,12 +20,17 @@ PERSON_BGR = (40, 40, 220)
 BACKGROUND_BGR = (200, 120, 40)
 
 
-def make_red_model(path: Path, width: int = 64, height: int = 48, gain: float = 12.0) -> Path:
+def make_red_model(path: Path, width: int = 64, height: int = 48, gain: float = 12.0,
+                   orientation: str = "fixed", dynamic_size: bool | None = None) -> Path:
     """A tiny ONNX 'segmentation model': person = pixels where red exceeds blue.
 
     One 1x1 convolution on RGB in [0, 1]: logit = gain * (R - B). Writes
-    ``path`` (.onnx) and its spec beside it; returns the spec path.
+    ``path`` (.onnx) and its spec beside it; returns the spec path. The
+    spatial axes are open when ``dynamic_size`` (default: orientation "match").
     """
+    if dynamic_size is None:
+        dynamic_size = orientation == "match"
+    hw = ["H", "W"] if dynamic_size else [height, width]
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -34,8 +39,8 @@ def make_red_model(path: Path, width: int = 64, height: int = 48, gain: float = 
     graph = helper.make_graph(
         [helper.make_node("Conv", ["input", "w"], ["mask"])],
         "red_is_person",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, height, width])],
-        [helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["N", 1, height, width])],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, *hw])],
+        [helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["N", 1, *hw])],
         [numpy_helper.from_array(w, "w")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -46,7 +51,8 @@ def make_red_model(path: Path, width: int = 64, height: int = 48, gain: float = 
         "onnx": path.name,
         "description": "test model: red is person",
         "input": {"name": "input", "width": width, "height": height, "layout": "NCHW",
-                  "color": "RGB", "scale": 255.0, "mean": [0, 0, 0], "std": [1, 1, 1]},
+                  "color": "RGB", "scale": 255.0, "mean": [0, 0, 0], "std": [1, 1, 1],
+                  "orientation": orientation},
         "output": {"name": "mask", "kind": "logits", "layout": "NCHW", "person_channel": 0},
     }
     spec_path = path.with_suffix(".json")

@@ -9,7 +9,7 @@ import av
 import cv2
 import numpy as np
 import pytest
-from conftest import PERSON_BGR
+from conftest import PERSON_BGR, make_red_model
 from media import disc_centre, make_clip, probe
 
 from vbg.batch import ConvertStats, convert_video
@@ -136,10 +136,13 @@ def test_variable_frame_rate_timestamps_survive(red_model: Path, tmp_path: Path,
         assert float(first_audio.pts * first_audio.time_base) - times[0] == pytest.approx(-1024 / 48000, abs=1.5e-3)
 
 
-def test_rotated_phone_video_is_turned_upright(red_model: Path, tmp_path: Path,
+@pytest.mark.parametrize("orientation", ["fixed", "match"])
+def test_rotated_phone_video_is_turned_upright(orientation: str, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     # Stored 320x240 landscape with a 90-degree counter-clockwise display rotation,
     # so players show it 240x320. The output is upright pixels and no rotation flag.
+    # An orientation-matching model sees the upright portrait frame at its portrait twin size.
+    red_model = make_red_model(tmp_path / f"red-{orientation}.onnx", orientation=orientation)
     src = make_clip(tmp_path / "phone.mp4", frames=6, rotation=90)
     assert probe(src, keep_frames=False).rotation == 90
     dst = tmp_path / "o.mp4"

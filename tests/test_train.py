@@ -289,3 +289,38 @@ def test_train_cli_missing_init_checkpoint_is_one_line(tmp_path, capsys) -> None
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("vbg: error: --init checkpoint") and err.count("\n") == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_orientation_match_validates_portrait_upright_and_exports_both(tmp_path) -> None:
+    from vbg.backends import create_backend
+    from vbg.spec import ModelSpec
+    from vbg.train.export import export_checkpoint
+    from vbg.train.losses import SegLoss
+    from vbg.train.trainer import evaluate, input_size_for, train
+
+    assert input_size_for((72, 96, 3), (64, 48), "match") == (64, 48)  # shapes are (h, w, 3)
+    assert input_size_for((96, 72, 3), (64, 48), "match") == (48, 64)
+    assert input_size_for((96, 72, 3), (64, 48), "fixed") == (64, 48)
+    land = _synthetic_samples(12)
+    portrait = _synthetic_samples(12, w=72, h=96)
+    cfg = _cfg(tmp_path, epochs=2, orientation="match", sizes=[(64, 48), (48, 64)])
+    train(cfg, land[:8] + portrait[:8], land[8:] + portrait[8:], progress=False)
+
+    class Spy(torch.nn.Module):  # records the input shapes validation feeds the model
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner, self.shapes = inner, set()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.shapes.add(tuple(x.shape[2:]))
+            return self.inner(x)
+
+    spy = Spy(_build("unet-lite"))
+    evaluate(spy, land[8:] + portrait[8:], cfg, SegLoss(1))
+    assert spy.shapes == {(48, 64), (64, 48)}  # (h, w): landscape as is, portrait upright
+    res = export_checkpoint(tmp_path / "run" / "best.pt", tmp_path / "m.onnx", fp16=False)
+    spec = ModelSpec.load(res["spec"])
+    assert spec.input.orientation == "match" and spec.size == (64, 48)
+    be = create_backend(spec, "onnxruntime")
+    assert be.infer([portrait[0].image]).shape == (1, 64, 48)
+    assert be.infer([land[0].image]).shape == (1, 48, 64)

@@ -107,13 +107,16 @@ class Preprocessor:
     Resize per frame with ``shrink``; then colour swap, normalisation and
     layout in one OpenCV call for the whole batch
     (``cv2.dnn.blobFromImagesWithParams``: about half the time of the same
-    maths in NumPy).
+    maths in NumPy). The input size is the spec's, or its portrait twin for
+    portrait frames when ``orientation`` (default: the spec's) is "match";
+    the frames of one batch must then share an orientation.
     """
 
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, spec: ModelSpec, orientation: str | None = None) -> None:
         i = spec.input
         self.spec = spec
         self.size = (i.width, i.height)
+        self.orientation = orientation or i.orientation
         # x = (p / scale - mean) / std  ==  (p - mean * scale) * 1 / (scale * std), in spec order
         std = np.asarray(i.std, np.float64)
         mean = np.asarray(i.mean, np.float64)
@@ -130,9 +133,20 @@ class Preprocessor:
         p.datalayout = _LAYOUT_NCHW if self._nchw else _LAYOUT_NHWC
         self._blob = p
 
+    def size_for(self, frame: np.ndarray) -> tuple[int, int]:
+        """Model input size (w, h) for this frame."""
+        return self.spec.size_for(frame.shape[1], frame.shape[0], self.orientation)
+
+    def batch_size_for(self, frames: Sequence[np.ndarray]) -> tuple[int, int]:
+        """The one input size (w, h) a batch runs at."""
+        sizes = {self.size_for(np.asarray(f)) for f in frames}
+        if len(sizes) > 1:
+            raise ValueError("frames of one batch must share an orientation for an orientation-matching model")
+        return sizes.pop() if sizes else self.size
+
     def resize(self, frame: np.ndarray) -> np.ndarray:
         """Frame (H, W, 3) uint8 -> (h, w, 3) uint8 at model size, spec colour order."""
-        small = shrink(frame, self.size)
+        small = shrink(frame, self.size_for(frame))
         if self._swap:
             small = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
         return small
@@ -149,7 +163,8 @@ class Preprocessor:
         return x
 
     def __call__(self, frames: Sequence[np.ndarray]) -> np.ndarray:
-        small = [shrink(np.asarray(f), self.size) for f in frames]
+        size = self.batch_size_for(frames)
+        small = [shrink(np.asarray(f), size) for f in frames]
         return cv2.dnn.blobFromImagesWithParams(small, self._blob)
 
 

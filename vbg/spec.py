@@ -11,13 +11,17 @@ spec alone. Example (``assets/models/unet-lite.json``)::
       "input":  {"name": "input", "width": 256, "height": 144,
                  "layout": "NCHW", "color": "RGB", "scale": 255.0,
                  "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
-                 "resize": "stretch"},
+                 "orientation": "match"},
       "output": {"name": "mask", "kind": "logits", "layout": "NCHW",
                  "person_channel": 0}
     }
 
 Normalisation is ``x = (pixel / scale - mean) / std`` per channel, in the
-spec's colour order. ``output.kind`` is one of:
+spec's colour order. The whole frame is resized to the input size (no
+letterbox). ``input.orientation`` is ``fixed`` (the default: every frame
+runs at width x height) or ``match``: a portrait frame runs at the portrait
+twin (height x width) of a landscape size, so it is not squashed; the ONNX
+then needs dynamic spatial axes. ``output.kind`` is one of:
 
 * ``probability``: one channel, person probability in [0, 1]
 * ``logits``: one channel, sigmoid gives the person probability
@@ -37,6 +41,16 @@ from .errors import VbgError
 LAYOUTS = ("NCHW", "NHWC")
 COLORS = ("RGB", "BGR")
 OUTPUT_KINDS = ("probability", "logits", "softmax", "softmax_logits")
+ORIENTATIONS = ("fixed", "match")
+
+
+def oriented_size(size: tuple[int, int], width: int, height: int) -> tuple[int, int]:
+    """``size`` (w, h), swapped when a ``width`` x ``height`` frame is portrait
+    and ``size`` landscape or the other way round (squares never swap)."""
+    w, h = size
+    if w != h and width != height and (height > width) != (h > w):
+        return h, w
+    return w, h
 
 
 @dataclass(frozen=True)
@@ -50,6 +64,7 @@ class InputSpec:
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     dtype: str = "float32"
+    orientation: str = "fixed"
 
 
 @dataclass(frozen=True)
@@ -75,6 +90,13 @@ class ModelSpec:
         """Model input size as (width, height)."""
         return self.input.width, self.input.height
 
+    def size_for(self, width: int, height: int, orientation: str | None = None) -> tuple[int, int]:
+        """Input size (w, h) for a ``width`` x ``height`` frame: ``size``, or its
+        portrait twin for a portrait frame when the orientation is "match"."""
+        if (orientation or self.input.orientation) == "match":
+            return oriented_size(self.size, width, height)
+        return self.size
+
     @classmethod
     def from_dict(cls, d: dict[str, Any], base: Path | None = None) -> ModelSpec:
         where = f" in {base}" if base else ""
@@ -90,6 +112,7 @@ class ModelSpec:
                 mean=tuple(float(v) for v in i.get("mean", (0.0, 0.0, 0.0))),  # type: ignore[arg-type]
                 std=tuple(float(v) for v in i.get("std", (1.0, 1.0, 1.0))),  # type: ignore[arg-type]
                 dtype=str(i.get("dtype", "float32")),
+                orientation=str(i.get("orientation", "fixed")).lower(),
             )
             out = OutputSpec(
                 name=str(o["name"]),
@@ -113,6 +136,9 @@ class ModelSpec:
         if out.kind not in OUTPUT_KINDS:
             raise VbgError(f"invalid model spec{where}: output.kind {out.kind!r}",
                            f"use one of {', '.join(OUTPUT_KINDS)}")
+        if inp.orientation not in ORIENTATIONS:
+            raise VbgError(f"invalid model spec{where}: input.orientation {inp.orientation!r}",
+                           f"use one of {', '.join(ORIENTATIONS)}")
         if len(inp.mean) != 3 or len(inp.std) != 3 or min(inp.std) <= 0:
             raise VbgError(f"invalid model spec{where}: mean/std need 3 values, std > 0",
                            "fix the spec's input.mean and input.std")
@@ -145,7 +171,8 @@ class ModelSpec:
             "description": self.description,
             "input": {"name": i.name, "width": i.width, "height": i.height,
                       "layout": i.layout, "color": i.color, "scale": i.scale,
-                      "mean": list(i.mean), "std": list(i.std), "dtype": i.dtype},
+                      "mean": list(i.mean), "std": list(i.std), "dtype": i.dtype,
+                      "orientation": i.orientation},
             "output": {"name": o.name, "kind": o.kind, "layout": o.layout,
                        "person_channel": o.person_channel},
             **self.extra,

@@ -15,8 +15,10 @@ class Backend(Protocol):
     """Runs a person-segmentation model.
 
     ``infer`` takes a batch of frames (each ``(H, W, 3)`` uint8 BGR, any
-    size) and returns ``(N, h, w)`` float32 person probabilities in [0, 1] at
-    the model's resolution ``spec.size``.
+    size; one orientation per batch) and returns ``(N, h, w)`` float32 person
+    probabilities in [0, 1] at the model's resolution: ``spec.size``, or its
+    portrait twin for portrait frames when the backend honours the spec's
+    ``orientation: match``.
     """
 
     name: str

@@ -58,7 +58,12 @@ class OnnxRuntimeBackend:
         if spec.output.name not in outputs:
             raise VbgError(f"model {spec.name}: output {spec.output.name!r} not in ONNX "
                            f"(has {', '.join(outputs)})", "fix the spec's output.name")
-        batch_dim = inputs[spec.input.name].shape[0]
+        shape = inputs[spec.input.name].shape
+        spatial = shape[1:3] if spec.input.layout == "NHWC" else shape[2:4]
+        if spec.input.orientation == "match" and all(isinstance(d, int) for d in spatial):
+            raise VbgError(f"model {spec.name}: the spec says orientation \"match\" but the ONNX input is fixed "
+                           f"at {spatial[1]}x{spatial[0]}", "set input.orientation to \"fixed\" or re-export the model")
+        batch_dim = shape[0]
         self.max_batch = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else 0
         self.pre = Preprocessor(spec)
         log.debug("onnxruntime %s on %s, %d threads, batch %s", spec.name, self.providers,

@@ -113,7 +113,8 @@ class TensorRTBackend:
         self._h_in = cupyx.empty_pinned(full, self.input_dtype)
         out = self._outputs[self.output_name]
         self._h_out = cupyx.empty_pinned(out.shape, out.dtype)
-        self.pre = Preprocessor(spec)
+        # Engines are built for the spec's own size only: no portrait twin here.
+        self.pre = Preprocessor(spec, orientation="fixed")
         log.info("tensorrt %s on %s: batch 1..%d, input %s", self.engine_path.name, gpu.name,
                  self.max_batch, self.input_dtype)
 

@@ -46,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=parse_size, action="append", metavar="WxH",
                    help="training input size, repeatable: each batch picks one (default 256x144)")
     p.add_argument("--val-size", type=parse_size, metavar="WxH", help="validation input size (default: first --size)")
+    p.add_argument("--orientation", choices=("fixed", "match"), default="fixed",
+                   help="match: portrait images run at the portrait twin of the size (HxW), in training, "
+                        "validation and the exported model")
     p.add_argument("--val-percent", type=float, default=15.0, help="fixed validation split by file name")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--epochs", type=int, default=100)
@@ -76,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     from .trainer import TrainConfig, train
 
     sizes = args.size or [(256, 144)]
+    if args.orientation == "match":  # every batch size also in its other orientation
+        sizes = sizes + [(h, w) for w, h in sizes if (h, w) not in sizes]
     if args.init and not Path(args.init).is_file():
         raise VbgError(f"--init checkpoint {args.init} not found", "pass a best.pt, final.pt or last.pt of a run")
     try:
@@ -93,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
             raise VbgError("--distill needs --teacher SPEC.json", "name the teacher model's spec")
         extra = distill_samples([Path(d) for d in args.distill], Path(args.teacher), args.distill_every)
     cfg = TrainConfig(out=args.out, arch=args.arch, arch_options=options, num_classes=num_classes,
-                      sizes=sizes, val_size=args.val_size or sizes[0], batch=args.batch, epochs=args.epochs,
+                      sizes=sizes, val_size=args.val_size or sizes[0], orientation=args.orientation, batch=args.batch, epochs=args.epochs,
                       max_minutes=args.max_minutes, lr=args.lr, weight_decay=args.weight_decay,
                       optimizer=args.optimizer, ema=args.ema, seed=args.seed, workers=args.workers,
                       threads=args.threads, distill_fraction=args.distill_fraction if extra else 0.0,

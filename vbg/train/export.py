@@ -28,8 +28,10 @@ def _tmp(path: Path) -> Path:
 
 
 def export_onnx(model: Any, path: str | Path, size: tuple[int, int], opset: int = OPSET,
-                dynamic_batch: bool = True) -> Path:
-    """torch module -> ONNX at input ``size`` (w, h); written atomically."""
+                dynamic_batch: bool = True, dynamic_size: bool = False) -> Path:
+    """torch module -> ONNX at input ``size`` (w, h); written atomically.
+
+    ``dynamic_size`` leaves the spatial axes open (for orientation "match")."""
     import torch
 
     path = Path(path)
@@ -38,13 +40,19 @@ def export_onnx(model: Any, path: str | Path, size: tuple[int, int], opset: int 
     w, h = size
     x = torch.randn(1, 3, h, w)
     tmp = _tmp(path)
-    axes = {"input": {0: "N"}, "mask": {0: "N"}} if dynamic_batch else None
+    axes: dict[str, dict[int, str]] = {"input": {}, "mask": {}}
+    for k in axes:
+        if dynamic_batch:
+            axes[k][0] = "N"
+        if dynamic_size:
+            axes[k].update({2: "H", 3: "W"})
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             # the TorchScript exporter gives plain, small graphs that every runtime reads
             torch.onnx.export(model, (x,), str(tmp), input_names=["input"], output_names=["mask"],
-                              opset_version=opset, dynamic_axes=axes, do_constant_folding=True, dynamo=False)
+                              opset_version=opset, dynamic_axes=axes if axes["input"] else None,
+                              do_constant_folding=True, dynamo=False)
         import onnx
 
         m = onnx.load(str(tmp))
@@ -75,12 +83,13 @@ def to_fp16(src: str | Path, dst: str | Path) -> Path:
 
 def write_spec(onnx_path: Path, name: str, size: tuple[int, int], num_classes: int,
                mean: tuple[float, ...], std: tuple[float, ...], description: str = "",
-               extra: dict[str, Any] | None = None) -> Path:
+               extra: dict[str, Any] | None = None, orientation: str = "fixed") -> Path:
     w, h = size
     spec = ModelSpec(
         name=name, onnx=Path(onnx_path.name), description=description,
         input=InputSpec(name="input", width=w, height=h, layout="NCHW", color="RGB", scale=255.0,
-                        mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std)),  # type: ignore[arg-type]
+                        mean=tuple(float(v) for v in mean), std=tuple(float(v) for v in std),  # type: ignore[arg-type]
+                        orientation=orientation),
         output=OutputSpec(name="mask", kind="logits" if num_classes == 1 else "softmax_logits",
                           layout="NCHW", person_channel=0),
         extra=dict(extra or {}))
@@ -119,15 +128,19 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, size: tuple[int, int] |
         out = out.with_suffix(".onnx")
     model, cfg = load_trained(ckpt)
     size = tuple(size or cfg.get("val_size") or (256, 144))  # type: ignore[assignment]
-    export_onnx(model, out, size)  # type: ignore[arg-type]
+    orientation = str(cfg.get("orientation") or "fixed")
+    match = orientation == "match" and size[0] != size[1]
+    export_onnx(model, out, size, dynamic_size=match)  # type: ignore[arg-type]
     err = check_export(model, out, size)  # type: ignore[arg-type]
+    if match:  # the portrait twin runs through the same graph
+        err = max(err, check_export(model, out, (size[1], size[0])))
     info = {"arch": cfg["arch"], "arch_options": cfg.get("arch_options", {}), "seed": cfg.get("seed"),
             "num_classes": cfg["num_classes"], **(extra or {})}
     ex: dict[str, Any] = {"training": info}
     if default:
         ex = {"default": True, **ex}
     js = write_spec(out, name or out.stem, size, cfg["num_classes"], cfg["mean"], cfg["std"],  # type: ignore[arg-type]
-                    description, ex)
+                    description, ex, orientation="match" if match else "fixed")
     result: dict[str, Any] = {"onnx": str(out), "spec": str(js), "max_abs_diff": err,
                               "bytes": out.stat().st_size}
     if fp16:

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..spec import oriented_size
 from .augment import AugmentConfig, make_example
 from .data import Sample
 from .losses import SegLoss
@@ -43,6 +44,9 @@ class TrainConfig:
     num_classes: int = 1
     sizes: list[tuple[int, int]] = field(default_factory=lambda: [(256, 144)])  # (w, h) per batch
     val_size: tuple[int, int] = (256, 144)
+    # "match": portrait images run at the swapped size (h, w), as the runtime
+    # does for a spec with "orientation": "match"
+    orientation: str = "fixed"
     batch: int = 16
     epochs: int = 100
     max_minutes: float | None = None
@@ -174,10 +178,34 @@ def seed_everything(seed: int) -> None:
 @torch.no_grad()
 def evaluate(model: nn.Module, samples: list[Sample], cfg: TrainConfig, loss_fn: nn.Module,
              batch: int = 16) -> dict[str, float]:
-    """Whole images stretched to ``val_size`` (as the runtime feeds them);
+    """Whole images stretched to ``val_size``, or to its portrait twin for
+    portrait images under orientation "match" (as the runtime feeds them);
     mean per-image IoU at that size, person class for multi-class."""
     model.eval()
-    w, h = cfg.val_size
+    ious, losses = [], []
+    for (w, h), group in _by_input_size(samples, cfg).items():
+        loss_sum, group_ious = _evaluate_group(model, group, (w, h), cfg, loss_fn, batch)
+        losses.append(loss_sum)
+        ious += group_ious
+    return {"val_loss": sum(losses) / max(1, len(samples)), "val_iou": float(np.mean(ious)) if ious else float("nan")}
+
+
+def input_size_for(shape: tuple[int, ...], size: tuple[int, int], orientation: str) -> tuple[int, int]:
+    """The (w, h) an image of ``shape`` runs at: ``size``, or swapped for a
+    portrait image when the orientation is "match"."""
+    return oriented_size(size, shape[1], shape[0]) if orientation == "match" else size
+
+
+def _by_input_size(samples: list[Sample], cfg: TrainConfig) -> dict[tuple[int, int], list[Sample]]:
+    groups: dict[tuple[int, int], list[Sample]] = {}
+    for s in samples:
+        groups.setdefault(input_size_for(s.image.shape, cfg.val_size, cfg.orientation), []).append(s)
+    return groups
+
+
+def _evaluate_group(model: nn.Module, samples: list[Sample], size: tuple[int, int], cfg: TrainConfig,
+                    loss_fn: nn.Module, batch: int) -> tuple[float, list[float]]:
+    w, h = size
     ious, losses = [], []
     for b in range(0, len(samples), batch):
         chunk = samples[b:b + batch]
@@ -197,7 +225,7 @@ def evaluate(model: nn.Module, samples: list[Sample], cfg: TrainConfig, loss_fn:
         for p, g in zip(pred, gt):
             union = np.logical_or(p, g).sum()
             ious.append(1.0 if union == 0 else float(np.logical_and(p, g).sum() / union))
-    return {"val_loss": sum(losses) / max(1, len(samples)), "val_iou": float(np.mean(ious)) if ious else float("nan")}
+    return sum(losses), ious
 
 
 def _save(obj: dict[str, Any], path: Path) -> None:
