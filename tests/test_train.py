@@ -291,6 +291,21 @@ def test_train_cli_missing_init_checkpoint_is_one_line(tmp_path, capsys) -> None
     assert not (tmp_path / "o").exists()
 
 
+def test_train_cli_augment_overrides_are_checked(tmp_path, capsys) -> None:
+    from vbg import cli
+    from vbg.train.augment import AugmentConfig
+    from vbg.train.commands import parse_augment
+
+    aug = parse_augment('{"paste_p": 0.1, "scale": [0.5, 1.0]}')
+    assert AugmentConfig(**aug) == AugmentConfig(paste_p=0.1, scale=(0.5, 1.0))
+    for bad, what in (('{"paste": 0.1}', "unknown settings paste"), ("[1]", "unknown settings list"),
+                      ("{oops", "not JSON")):
+        rc = cli.main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--augment", bad])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.startswith("vbg: error: --augment") and what in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
 def test_orientation_match_validates_portrait_upright_and_exports_both(tmp_path) -> None:
     from vbg.backends import create_backend
     from vbg.spec import ModelSpec

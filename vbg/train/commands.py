@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 from ..errors import VbgError
 from . import require_torch
@@ -49,6 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--orientation", choices=("fixed", "match"), default="fixed",
                    help="match: portrait images run at the portrait twin of the size (HxW), in training, "
                         "validation and the exported model")
+    p.add_argument("--augment", default="{}", metavar="JSON",
+                   help='augmentation overrides, e.g. \'{"paste_p": 0.1, "rotate": 5}\' (see vbg/train/augment.py)')
     p.add_argument("--val-percent", type=float, default=15.0, help="fixed validation split by file name")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--epochs", type=int, default=100)
@@ -72,6 +75,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
+def parse_augment(text: str) -> dict[str, Any]:
+    """``--augment`` JSON -> AugmentConfig overrides, checked against its fields."""
+    from dataclasses import fields
+
+    from .augment import AugmentConfig
+
+    try:
+        aug = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise VbgError(f"--augment is not JSON: {exc.msg}", 'e.g. --augment \'{"paste_p": 0.1}\'') from None
+    known = {f.name for f in fields(AugmentConfig)}
+    if not isinstance(aug, dict) or set(aug) - known:
+        bad = sorted(set(aug) - known) if isinstance(aug, dict) else [type(aug).__name__]
+        raise VbgError(f"--augment has unknown settings {', '.join(map(str, bad))}",
+                       f"use some of {', '.join(sorted(known))}")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in aug.items()}
+
+
 def run(args: argparse.Namespace) -> int:
     require_torch()
     from .data import distill_samples
@@ -89,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         raise VbgError(f"--arch-options is not JSON: {exc.msg}", 'e.g. --arch-options \'{"up": "transpose"}\'') from None
     if args.up:
         options["up"] = args.up
+    augment = parse_augment(args.augment)
     num_classes = 3 if args.format == "pet" and args.classes == 1 else args.classes
     train_s, val_s = load_dataset(args.format, [Path(d) for d in args.data], num_classes=num_classes,
                                   val_percent=args.val_percent, max_side=args.max_side, coco_json=args.coco_json)
@@ -101,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
                       sizes=sizes, val_size=args.val_size or sizes[0], orientation=args.orientation, batch=args.batch, epochs=args.epochs,
                       max_minutes=args.max_minutes, lr=args.lr, weight_decay=args.weight_decay,
                       optimizer=args.optimizer, ema=args.ema, seed=args.seed, workers=args.workers,
-                      threads=args.threads, distill_fraction=args.distill_fraction if extra else 0.0,
+                      threads=args.threads, augment=augment, distill_fraction=args.distill_fraction if extra else 0.0,
                       meta={"data": args.data, "format": args.format, "train": len(train_s),
                             "val": len(val_s), "distill_frames": len(extra), "val_percent": args.val_percent,
                             "init": args.init})
