@@ -339,3 +339,32 @@ def test_orientation_match_validates_portrait_upright_and_exports_both(tmp_path)
     be = create_backend(spec, "onnxruntime")
     assert be.infer([portrait[0].image]).shape == (1, 64, 48)
     assert be.infer([land[0].image]).shape == (1, 48, 64)
+
+
+def test_export_averages_checkpoints_of_one_network(tmp_path, capsys) -> None:
+    import json
+
+    from vbg import cli
+    from vbg.train.trainer import load_average, load_trained, train
+
+    samples = _synthetic_samples(10)
+    for seed in (1, 2):
+        train(_cfg(tmp_path, out=str(tmp_path / f"s{seed}"), epochs=1, seed=seed), samples[:8], samples[8:],
+              progress=False)
+    a, b = tmp_path / "s1" / "best.pt", tmp_path / "s2" / "best.pt"
+    soup, _ = load_average([a, b])
+    sa, sb, sm = (m.state_dict() for m in (load_trained(a)[0], load_trained(b)[0], soup))
+    for k in sm:
+        if sm[k].is_floating_point():
+            assert torch.allclose(sm[k], (sa[k] + sb[k]) / 2, atol=1e-6), k
+    assert any(not torch.equal(sa[k], sb[k]) for k in sa if sa[k].is_floating_point())
+    assert cli.main(["export", str(a), str(b), "--out", str(tmp_path / "soup.onnx"), "--no-fp16"]) == 0
+    capsys.readouterr()
+    spec = json.loads((tmp_path / "soup.json").read_text())
+    assert spec["training"]["averaged_checkpoints"] == 2
+    train(_cfg(tmp_path, out=str(tmp_path / "fcn"), epochs=1, arch="fcn8s", arch_options=ARCHS["fcn8s"]),
+          samples[:8], samples[8:], progress=False)
+    rc = cli.main(["export", str(a), str(tmp_path / "fcn" / "best.pt"), "--out", str(tmp_path / "bad.onnx")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "holds a fcn8s model" in err and err.count("\n") == 1
+    assert not (tmp_path / "bad.onnx").exists()

@@ -117,16 +117,19 @@ def check_export(model: Any, onnx_path: Path, size: tuple[int, int], seed: int =
     return err
 
 
-def export_checkpoint(ckpt: str | Path, out: str | Path, size: tuple[int, int] | None = None,
+def export_checkpoint(ckpt: str | Path | list[str | Path], out: str | Path, size: tuple[int, int] | None = None,
                       name: str | None = None, description: str = "", default: bool = False,
                       fp16: bool = True, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Checkpoint -> ``out`` (.onnx) + ``out`` .json (+ ``.fp16.onnx``)."""
-    from .trainer import load_trained
+    """Checkpoint -> ``out`` (.onnx) + ``out`` .json (+ ``.fp16.onnx``).
+
+    A list of checkpoints exports their weight average (``load_average``)."""
+    from .trainer import load_average
 
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         out = out.with_suffix(".onnx")
-    model, cfg = load_trained(ckpt)
+    ckpts = list(ckpt) if isinstance(ckpt, list | tuple) else [ckpt]
+    model, cfg = load_average(ckpts)
     size = tuple(size or cfg.get("val_size") or (256, 144))  # type: ignore[assignment]
     orientation = str(cfg.get("orientation") or "fixed")
     match = orientation == "match" and size[0] != size[1]
@@ -136,6 +139,8 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, size: tuple[int, int] |
         err = max(err, check_export(model, out, (size[1], size[0])))
     info = {"arch": cfg["arch"], "arch_options": cfg.get("arch_options", {}), "seed": cfg.get("seed"),
             "num_classes": cfg["num_classes"], **(extra or {})}
+    if len(ckpts) > 1:
+        info["averaged_checkpoints"] = len(ckpts)
     ex: dict[str, Any] = {"training": info}
     if default:
         ex = {"default": True, **ex}

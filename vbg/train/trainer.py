@@ -367,6 +367,33 @@ def load_trained(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     return model.eval(), cfg
 
 
+def load_average(paths: list[str | Path]) -> tuple[nn.Module, dict[str, Any]]:
+    """The uniform weight average ("model soup") of checkpoints of one network,
+    e.g. fine-tunes of one run with different seeds -> (model, first config).
+
+    Floating-point tensors (weights and BatchNorm statistics) are averaged;
+    integer counters are taken from the first checkpoint.
+    """
+    if not paths:
+        raise ValueError("no checkpoints to average")
+    model, cfg = load_trained(paths[0])
+    if len(paths) == 1:
+        return model, cfg
+    total = {k: v.clone().double() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    for p in paths[1:]:
+        other, ocfg = load_trained(p)
+        if (ocfg["arch"], ocfg["num_classes"], ocfg.get("arch_options", {})) != \
+                (cfg["arch"], cfg["num_classes"], cfg.get("arch_options", {})):
+            raise ValueError(f"{p} holds a {ocfg['arch']} model with {ocfg['num_classes']} classes and options "
+                             f"{ocfg.get('arch_options', {})}, unlike {paths[0]}: only one network's weights average")
+        for k, v in other.state_dict().items():
+            if v.is_floating_point():
+                total[k] += v.double()
+    n = len(paths)
+    model.load_state_dict({k: (v / n).float() if v.is_floating_point() else v for k, v in total.items()})
+    return model.eval(), cfg
+
+
 def checkpoint_weights(ck: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The state dict a loaded checkpoint stands for: the exported weights of
     best.pt / final.pt, or last.pt's weight average (its raw weights without one)."""
