@@ -299,7 +299,8 @@ def test_train_cli_augment_overrides_are_checked(tmp_path, capsys) -> None:
     aug = parse_augment('{"paste_p": 0.1, "scale": [0.5, 1.0]}')
     assert AugmentConfig(**aug) == AugmentConfig(paste_p=0.1, scale=(0.5, 1.0))
     for bad, what in (('{"paste": 0.1}', "unknown settings paste"), ("[1]", "unknown settings list"),
-                      ("{oops", "not JSON")):
+                      ("{oops", "not JSON"), ('{"rotate": "5"}', "rotate is \"5\""),
+                      ('{"scale": [0.5]}', "scale is [0.5]"), ('{"flip_p": true}', "flip_p is true")):
         rc = cli.main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--augment", bad])
         err = capsys.readouterr().err
         assert rc == 2 and err.startswith("vbg: error: --augment") and what in err and err.count("\n") == 1

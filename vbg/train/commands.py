@@ -90,7 +90,17 @@ def parse_augment(text: str) -> dict[str, Any]:
         bad = sorted(set(aug) - known) if isinstance(aug, dict) else [type(aug).__name__]
         raise VbgError(f"--augment has unknown settings {', '.join(map(str, bad))}",
                        f"use some of {', '.join(sorted(known))}")
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in aug.items()}
+    defaults = AugmentConfig()
+    out: dict[str, Any] = {}
+    for k, v in aug.items():
+        d = getattr(defaults, k)
+        pair = isinstance(d, tuple)
+        nums = v if pair and isinstance(v, list) and len(v) == len(d) else [v]
+        if (pair and nums == [v]) or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in nums):
+            want = f"a list of {len(d)} numbers" if pair else "a number"
+            raise VbgError(f"--augment {k} is {json.dumps(v)}", f"give it {want}, like its default {list(d) if pair else d}")
+        out[k] = tuple(float(x) for x in nums) if pair else v
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
