@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import VbgError
+from ..spec import ORIENTATIONS
 from . import require_torch
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=parse_size, action="append", metavar="WxH",
                    help="training input size, repeatable: each batch picks one (default 256x144)")
     p.add_argument("--val-size", type=parse_size, metavar="WxH", help="validation input size (default: first --size)")
-    p.add_argument("--orientation", choices=("fixed", "match"), default="fixed",
+    p.add_argument("--orientation", choices=ORIENTATIONS, default="fixed",
                    help="match: portrait images run at the portrait twin of the size (HxW), in training, "
                         "validation and the exported model")
     p.add_argument("--augment", default="{}", metavar="JSON",
@@ -90,16 +91,22 @@ def parse_augment(text: str) -> dict[str, Any]:
         bad = sorted(set(aug) - known) if isinstance(aug, dict) else [type(aug).__name__]
         raise VbgError(f"--augment has unknown settings {', '.join(map(str, bad))}",
                        f"use some of {', '.join(sorted(known))}")
+    def number(x: object) -> bool:
+        return isinstance(x, int | float) and not isinstance(x, bool)
+
     defaults = AugmentConfig()
     out: dict[str, Any] = {}
     for k, v in aug.items():
         d = getattr(defaults, k)
-        pair = isinstance(d, tuple)
-        nums = v if pair and isinstance(v, list) and len(v) == len(d) else [v]
-        if (pair and nums == [v]) or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in nums):
-            want = f"a list of {len(d)} numbers" if pair else "a number"
-            raise VbgError(f"--augment {k} is {json.dumps(v)}", f"give it {want}, like its default {list(d) if pair else d}")
-        out[k] = tuple(float(x) for x in nums) if pair else v
+        if isinstance(d, tuple):  # a range such as scale: a list of as many numbers
+            if not (isinstance(v, list) and len(v) == len(d) and all(number(x) for x in v)):
+                raise VbgError(f"--augment {k} is {json.dumps(v)}",
+                               f"give it a list of {len(d)} numbers, like its default {list(d)}")
+            out[k] = tuple(float(x) for x in v)
+        elif not number(v):
+            raise VbgError(f"--augment {k} is {json.dumps(v)}", f"give it a number, like its default {d}")
+        else:
+            out[k] = v
     return out
 
 

@@ -266,9 +266,8 @@ def train(cfg: TrainConfig, train_samples: list[Sample], val_samples: list[Sampl
     if init is not None and not (resume and last.is_file()):
         ck = torch.load(init, map_location="cpu", weights_only=False)
         conf = ck.get("config", {})
-        arch, opts, classes = conf.get("arch"), conf.get("arch_options", {}), conf.get("num_classes", 1)
-        if (arch != cfg.arch or classes != cfg.num_classes
-                or json.dumps(opts, sort_keys=True) != json.dumps(cfg.arch_options, sort_keys=True)):
+        if network_of(conf) != network_of(asdict(cfg)):
+            arch, opts, classes = conf.get("arch"), conf.get("arch_options", {}), conf.get("num_classes", 1)
             raise ValueError(f"{init} holds a {arch} model with {classes} classes and options {opts}, not this "
                              f"{cfg.arch} with {cfg.num_classes} and {cfg.arch_options}")
         model.load_state_dict(checkpoint_weights(ck))
@@ -358,6 +357,13 @@ def train(cfg: TrainConfig, train_samples: list[Sample], val_samples: list[Sampl
             "last": rows[-1] if rows else {}}
 
 
+def network_of(conf: dict[str, Any]) -> tuple[Any, int, str]:
+    """What two configs must share for one's weights to fit the other's model:
+    architecture, number of classes and architecture options."""
+    return (conf.get("arch"), int(conf.get("num_classes", 1)),
+            json.dumps(conf.get("arch_options", {}), sort_keys=True))
+
+
 def load_trained(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """A checkpoint (best.pt / final.pt / last.pt) -> (model in eval mode, config dict)."""
     ck = torch.load(path, map_location="cpu", weights_only=False)
@@ -382,8 +388,7 @@ def load_average(paths: list[str | Path]) -> tuple[nn.Module, dict[str, Any]]:
     total = {k: v.clone().double() if v.is_floating_point() else v for k, v in model.state_dict().items()}
     for p in paths[1:]:
         other, ocfg = load_trained(p)
-        if (ocfg["arch"], ocfg["num_classes"], ocfg.get("arch_options", {})) != \
-                (cfg["arch"], cfg["num_classes"], cfg.get("arch_options", {})):
+        if network_of(ocfg) != network_of(cfg):
             raise ValueError(f"{p} holds a {ocfg['arch']} model with {ocfg['num_classes']} classes and options "
                              f"{ocfg.get('arch_options', {})}, unlike {paths[0]}: only one network's weights average")
         for k, v in other.state_dict().items():
