@@ -187,6 +187,19 @@ def test_trainer_writes_log_checkpoints_and_resumes(tmp_path) -> None:
     with pytest.raises(ValueError, match="with 1 classes"):  # a trimap run cannot start from a binary one
         train(_cfg(tmp_path, out=str(tmp_path / "trimap"), num_classes=3),
               samples[:24], samples[24:], progress=False, init=run / "best.pt")
+    # several checkpoints: the run starts from their weight average (at lr ~0 it stays there)
+    from vbg.train.trainer import load_average
+    both = [run / "best.pt", tmp_path / "cold" / "final.pt"]  # trained, and nearly untrained
+    train(_cfg(tmp_path, out=str(tmp_path / "avg"), epochs=1, lr=0.0, ema=0.0), samples[:24], samples[24:],
+          progress=False, init=both)
+    started, soup = load_trained(tmp_path / "avg" / "final.pt")[0].state_dict(), load_average(both)[0].state_dict()
+    weights = [k for k in soup if soup[k].is_floating_point() and "running" not in k]
+    assert all(torch.allclose(started[k], soup[k], atol=1e-6) for k in weights)
+    trained = load_trained(run / "best.pt")[0].state_dict()
+    assert not all(torch.allclose(trained[k], soup[k], atol=1e-3) for k in weights)
+    with pytest.raises(ValueError, match="holds a unet-lite model"):
+        train(_cfg(tmp_path, out=str(tmp_path / "other2"), arch="fcn8s", arch_options=ARCHS["fcn8s"]),
+              samples[:24], samples[24:], progress=False, init=both)
 
 
 def test_trainer_is_reproducible(tmp_path) -> None:

@@ -71,8 +71,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--distill-every", type=int, default=10, help="use every Nth video frame")
     p.add_argument("--distill-fraction", type=float, default=0.15, help="share of each epoch from teacher frames")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    p.add_argument("--init", metavar="CKPT",
-                   help="start from this checkpoint's weights, with a fresh optimiser and schedule")
+    p.add_argument("--init", metavar="CKPT", nargs="+",
+                   help="start from this checkpoint's weights, with a fresh optimiser and schedule "
+                        "(several: their weight average)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -119,8 +120,9 @@ def run(args: argparse.Namespace) -> int:
     sizes = args.size or [(256, 144)]
     if args.orientation == "match":  # every batch size also in its other orientation
         sizes = sizes + [(h, w) for w, h in sizes if (h, w) not in sizes]
-    if args.init and not Path(args.init).is_file():
-        raise VbgError(f"--init checkpoint {args.init} not found", "pass a best.pt, final.pt or last.pt of a run")
+    for ckpt in args.init or []:
+        if not Path(ckpt).is_file():
+            raise VbgError(f"--init checkpoint {ckpt} not found", "pass a best.pt, final.pt or last.pt of a run")
     try:
         options = json.loads(args.arch_options)
     except json.JSONDecodeError as exc:

@@ -248,12 +248,13 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 def train(cfg: TrainConfig, train_samples: list[Sample], val_samples: list[Sample],
           extra_samples: list[Sample] | None = None, resume: bool = False,
-          progress: bool = True, init: str | Path | None = None) -> dict[str, Any]:
+          progress: bool = True, init: str | Path | list[str | Path] | None = None) -> dict[str, Any]:
     """Run training; returns the final record (best IoU, epochs, minutes).
 
     ``resume``: continue ``out/last.pt`` (weights, optimiser, schedule).
     ``init``: start from a checkpoint's weights with a fresh optimiser and
-    schedule (fine-tuning, or a warm restart of a finished run).
+    schedule (fine-tuning, or a warm restart of a finished run); several
+    checkpoints of one network start from their weight average.
     """
     from tqdm import tqdm
 
@@ -263,15 +264,16 @@ def train(cfg: TrainConfig, train_samples: list[Sample], val_samples: list[Sampl
     seed_everything(cfg.seed)
     model = build_model(cfg.arch, cfg.num_classes, **cfg.arch_options)
     last = out / "last.pt"
-    if init is not None and not (resume and last.is_file()):
-        ck = torch.load(init, map_location="cpu", weights_only=False)
-        conf = ck.get("config", {})
-        if network_of(conf) != network_of(asdict(cfg)):
-            arch, opts, classes = conf.get("arch"), conf.get("arch_options", {}), conf.get("num_classes", 1)
-            raise ValueError(f"{init} holds a {arch} model with {classes} classes and options {opts}, not this "
-                             f"{cfg.arch} with {cfg.num_classes} and {cfg.arch_options}")
-        model.load_state_dict(checkpoint_weights(ck))
-        log.info("starting from the weights of %s", init)
+    if init and not (resume and last.is_file()):
+        inits = [init] if isinstance(init, (str, Path)) else list(init)
+        for path in inits:
+            conf = torch.load(path, map_location="cpu", weights_only=False).get("config", {})
+            if network_of(conf) != network_of(asdict(cfg)):
+                arch, opts, classes = conf.get("arch"), conf.get("arch_options", {}), conf.get("num_classes", 1)
+                raise ValueError(f"{path} holds a {arch} model with {classes} classes and options {opts}, not this "
+                                 f"{cfg.arch} with {cfg.num_classes} and {cfg.arch_options}")
+        model.load_state_dict(load_average(inits)[0].state_dict())
+        log.info("starting from the weights of %s", " + ".join(map(str, inits)))
     ema = EMA(model, cfg.ema) if cfg.ema > 0 else None
     opt = make_optimizer(model, cfg)
     loss_fn = SegLoss(cfg.num_classes, dice_w=cfg.dice_w, boundary_w=cfg.boundary_w)
