@@ -34,11 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vbg.backgrounds import BlurBackground, ColorBackground, ImageBackground  # noqa: E402
 from vbg.composite import Compositor  # noqa: E402
 from vbg.matte import Matte  # noqa: E402
+from vbg.models import resolve_model  # noqa: E402
 from vbg.preprocess import FramePyramid, Preprocessor, shrink  # noqa: E402
 from vbg.smooth import TemporalSmoother  # noqa: E402
 from vbg.spec import InputSpec, ModelSpec, OutputSpec  # noqa: E402
 
-MODEL = (256, 144)
+MODEL = resolve_model(None).size  # the default model's input size: the mask the stages get
 
 
 def scene(w: int, h: int, t: int = 0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -269,7 +270,7 @@ def main() -> None:
     if args.quick:
         return
 
-    for title, fn in (("Preprocess: frame -> 256x144 model input", preprocess_alternatives),
+    for title, fn in ((f"Preprocess: frame -> {MODEL[0]}x{MODEL[1]} model input", preprocess_alternatives),
                       ("Matte: mask -> alpha", matte_alternatives),
                       ("Blend (composite without the background's own cost)", blend_alternatives),
                       ("Blur background, blur:25", blur_alternatives)):

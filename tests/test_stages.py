@@ -18,7 +18,7 @@ from conftest import disc_frame
 from vbg.backends.onnxruntime import OnnxRuntimeBackend
 from vbg.backgrounds import BlurBackground, ColorBackground, ImageBackground, NoBackground, VideoBackground
 from vbg.composite import Compositor
-from vbg.matte import BG, EDGE, FG, Coverage, Matte
+from vbg.matte import BG, EDGE, FG, Coverage, Matte, guide_level
 from vbg.pipeline import STAGES, Pipeline
 from vbg.preprocess import FramePyramid, Preprocessor, decode_output, shrink
 from vbg.settings import Settings
@@ -417,7 +417,16 @@ def test_matte_feather_widens_the_edge() -> None:
     assert widths[2] > 3 * widths[0]
 
 
-@pytest.mark.parametrize("size,mask", [((1280, 720), (64, 36)), ((320, 240), (64, 48))])
+def test_guide_level_is_the_smallest_with_enough_pixels() -> None:
+    assert guide_level(1280, 720, (288, 160)) == 2  # 320x180: 1.25x the mask's pixels
+    assert guide_level(1920, 1080, (288, 160)) == 2  # 480x270; 240x135 would be below the mask
+    assert guide_level(1280, 720, (256, 256)) == 1  # a square mask: 320x180 has fewer pixels
+    assert guide_level(640, 480, (288, 160)) == 1
+    assert guide_level(300, 170, (288, 160)) == 0  # never below the mask's size
+    assert guide_level(320, 180, (288, 160)) == 0
+
+
+@pytest.mark.parametrize("size,mask", [((1280, 720), (64, 36)), ((320, 240), (64, 48)), ((1280, 720), (288, 160))])
 def test_guided_upsampling_follows_the_true_edge(size: tuple[int, int], mask: tuple[int, int]) -> None:
     w, h = size
     for dark in (False, True):  # red guide channel; a person darker than the wall (luma guide)
