@@ -266,13 +266,12 @@ def train(cfg: TrainConfig, train_samples: list[Sample], val_samples: list[Sampl
     last = out / "last.pt"
     if init and not (resume and last.is_file()):
         inits = [init] if isinstance(init, (str, Path)) else list(init)
-        for path in inits:
-            conf = torch.load(path, map_location="cpu", weights_only=False).get("config", {})
-            if network_of(conf) != network_of(asdict(cfg)):
-                arch, opts, classes = conf.get("arch"), conf.get("arch_options", {}), conf.get("num_classes", 1)
-                raise ValueError(f"{path} holds a {arch} model with {classes} classes and options {opts}, not this "
-                                 f"{cfg.arch} with {cfg.num_classes} and {cfg.arch_options}")
-        model.load_state_dict(load_average(inits)[0].state_dict())
+        start, conf = load_average(inits)  # checks that the checkpoints hold one network
+        if network_of(conf) != network_of(asdict(cfg)):
+            arch, opts, classes = conf.get("arch"), conf.get("arch_options", {}), conf.get("num_classes", 1)
+            raise ValueError(f"{inits[0]} holds a {arch} model with {classes} classes and options {opts}, not this "
+                             f"{cfg.arch} with {cfg.num_classes} and {cfg.arch_options}")
+        model.load_state_dict(start.state_dict())
         log.info("starting from the weights of %s", " + ".join(map(str, inits)))
     ema = EMA(model, cfg.ema) if cfg.ema > 0 else None
     opt = make_optimizer(model, cfg)
