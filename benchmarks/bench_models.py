@@ -12,6 +12,10 @@ normalise, run, decode), models interleaved call by call so background load
 hits them alike. "portrait ms" is the model alone on a 480x640 (portrait)
 frame's tensor: the portrait twin of the input for an orientation-matching
 model, the same input size otherwise.
+
+How firm an IoU difference is: for each model against the peer, the paired
+bootstrap (images resampled with replacement, both models' IoU on the same
+draw) gives a 95 % interval of the difference of mean IoU.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from vbg.train.data import find_pairs, split_pairs  # noqa: E402
 from vbg.train.eval_cmd import evaluate_models  # noqa: E402
 
 PEER = ROOT / "benchmarks" / "peers" / "mediapipe_selfie.json"
+PEER_NAME = "mediapipe-selfie"
 
 
 def latency(specs: list[ModelSpec], threads: int, runs: int) -> list[dict[str, float]]:
@@ -66,6 +71,14 @@ def latency(specs: list[ModelSpec], threads: int, runs: int) -> list[dict[str, f
             for m, c, p in zip(model_ms, call_ms, portrait_ms)]
 
 
+def paired_bootstrap(a: list[float], b: list[float], n: int = 5000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of a - b over paired per-image values, and its 95 % bootstrap interval."""
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    idx = np.random.default_rng(seed).integers(0, len(d), (n, len(d)))
+    means = d[idx].mean(axis=1)
+    return float(d.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "person-seg"))
@@ -77,7 +90,7 @@ def main() -> int:
 
     specs = [resolve_model(m) for m in args.model] if args.model else [e.spec for e in list_models()
                                                                      if e.origin == "bundled"]
-    if PEER.is_file() and all(s.name != "mediapipe-selfie" for s in specs):
+    if PEER.is_file() and all(s.name != PEER_NAME for s in specs):
         peer = ModelSpec.load(PEER)
         if peer.onnx.is_file():
             specs.append(peer)
@@ -95,7 +108,12 @@ def main() -> int:
             row.update({k: v for k, v in quality[i].summary().items() if k in ("iou", "boundary_f", "mae",
                                                                                "iou_by_source", "images")})
         rows.append(row)
-    peer_row = next((r for r in rows if r["model"] == "mediapipe-selfie"), None)
+    if quality and PEER_NAME in [s.name for s in specs]:
+        peer_iou = quality[[s.name for s in specs].index(PEER_NAME)].iou
+        for i, s in enumerate(specs):
+            if s.name != PEER_NAME:
+                rows[i]["iou_vs_peer"] = paired_bootstrap(quality[i].iou, peer_iou)
+    peer_row = next((r for r in rows if r["model"] == PEER_NAME), None)
     print(f"ONNX Runtime, {args.threads} threads, median of {args.runs} runs; "
           f"quality on the validation split of {data}" if quality else "(no data: latency only)")
     head = "| model | input | MB | mean IoU | boundary F | MAE | model ms | call ms | portrait ms | ms vs peer |"
@@ -106,6 +124,11 @@ def main() -> int:
         q = (f"{r['iou']:.4f} | {r['boundary_f']:.4f} | {r['mae']:.4f}" if "iou" in r else "- | - | -")
         print(f"| {r['model']} | {r['input']} | {r['onnx_mb']:.2f} | {q} | {r['model_ms']:.2f} | "
               f"{r['call_ms']:.2f} | {r['portrait_ms']:.2f} | {ratio:.2f}x |")
+    for r in rows:
+        if "iou_vs_peer" in r:
+            d, lo, hi = r["iou_vs_peer"]
+            print(f"{r['model']} IoU minus the peer's: {d:+.4f}, 95 % paired-bootstrap interval "
+                  f"[{lo:+.4f}, {hi:+.4f}] over {r['images']} images")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     return 0
