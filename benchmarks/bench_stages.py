@@ -2,7 +2,8 @@
 
 Everything that is neither model nor codec, on a synthetic head-and-shoulders
 scene (textured background, person silhouette, model-size mask), at 640x480,
-1280x720 and 1920x1080. Prints markdown tables of medians (ms per frame):
+1280x720 and 1920x1080; and, when ../shared is present, on real webcam frames
+(resized) with the default model's masks, whose soft edges cover more tiles. Prints markdown tables of medians (ms per frame):
 
 1. the stages as the pipeline runs them;
 2. the alternatives each stage choice was made against (resize method for
@@ -29,7 +30,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from vbg.backgrounds import BlurBackground, ColorBackground, ImageBackground  # noqa: E402
 from vbg.composite import Compositor  # noqa: E402
@@ -70,6 +72,29 @@ def spec() -> ModelSpec:
                      OutputSpec("mask", "logits"))
 
 
+def real_frames(w: int, h: int, n: int = 8) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """Frame 20 of the first ``n`` webcam clips in ../shared, resized to w x h, with the
+    default model's mask of each; None without ../shared."""
+    import av
+
+    from vbg.backends import create_backend
+
+    clips = sorted((ROOT.parent / "shared" / "videos" / "webcam").glob("*.mkv"))[:n]
+    if not clips:
+        return None
+    frames = []
+    for clip in clips:
+        with av.open(str(clip)) as c:
+            for i, f in enumerate(c.decode(video=0)):
+                if i == 20:
+                    frames.append(cv2.resize(f.to_ndarray(format="bgr24"), (w, h), interpolation=cv2.INTER_LINEAR))
+                    break
+    backend = create_backend(resolve_model(None), "onnxruntime", threads=2)
+    pairs = [(f, backend.infer([f])[0]) for f in frames]
+    backend.close()
+    return pairs
+
+
 def timeit(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
     """Median ms of each function, measured round-robin."""
     for f in fns.values():  # warm-up (allocations, caches)
@@ -98,9 +123,14 @@ STAGES = ("preprocess", "smooth", "matte", "composite")
 class StageRunner:
     """The pipeline's per-frame stages for one frame size and background, one frame per ``step``."""
 
-    def __init__(self, w: int, h: int, bg: str, threads: int | None = None) -> None:
-        self.frames = [scene(w, h, t, seed=1) for t in range(8)]
-        self.masks = [model_mask(gt) for _, gt in self.frames]
+    def __init__(self, w: int, h: int, bg: str, threads: int | None = None,
+                 real: list[tuple[np.ndarray, np.ndarray]] | None = None) -> None:
+        if real is None:
+            self.frames = [scene(w, h, t, seed=1) for t in range(8)]
+            self.masks = [model_mask(gt) for _, gt in self.frames]
+        else:  # (frame, mask) pairs: real frames and the default model's masks of them
+            self.frames = [(f, None) for f, _ in real]
+            self.masks = [m for _, m in real]
         self.pre = Preprocessor(spec())
         self.smoother = TemporalSmoother(0.5)
         self.matte = Matte(0.5, 10.0, 2.0)
@@ -258,6 +288,10 @@ def main() -> None:
           f"median of {args.repeats} frames")
 
     runners = {f"{c}/{bg}": StageRunner(w, h, bg) for (w, h), c in zip(sizes, cols) for bg in ("blur", "image")}
+    for (w, h), c in zip(sizes, cols):
+        real = real_frames(w, h)
+        if real:
+            runners[f"{c}/real"] = StageRunner(w, h, "image", real=real)
     res = run_round_robin(runners, args.repeats)
     per: dict[str, dict[str, float]] = {}
     for c in cols:
@@ -265,6 +299,9 @@ def main() -> None:
             per.setdefault(k, {})[c] = v
         for k in ("composite", "sum of medians", "total"):
             per.setdefault(f"{k}, image background", {})[c] = res[f"{c}/image"][k]
+        if f"{c}/real" in res:
+            for k in ("matte", "composite", "total"):
+                per.setdefault(f"{k}, real webcam frames (resized), image background", {})[c] = res[f"{c}/real"][k]
     table("Stages, ms per frame (blur:25 background unless noted, feather 2, smoothing 0.5); "
           "'total' is the median of per-frame sums", cols, per)
     if args.quick:
