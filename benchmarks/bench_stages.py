@@ -3,7 +3,8 @@
 Everything that is neither model nor codec, on a synthetic head-and-shoulders
 scene (textured background, person silhouette, model-size mask), at 640x480,
 1280x720 and 1920x1080; and, when ../shared is present, on real webcam frames
-(resized) with the default model's masks, whose soft edges cover more tiles. Prints markdown tables of medians (ms per frame):
+(resized) with the default model's masks, whose soft edges cover more tiles.
+Prints markdown tables of medians (ms per frame):
 
 1. the stages as the pipeline runs them;
 2. the alternatives each stage choice was made against (resize method for
@@ -72,22 +73,24 @@ def spec() -> ModelSpec:
                      OutputSpec("mask", "logits"))
 
 
-def real_frames(w: int, h: int, n: int = 8) -> list[tuple[np.ndarray, np.ndarray]] | None:
-    """Frame 20 of the first ``n`` webcam clips in ../shared, resized to w x h, with the
-    default model's mask of each; None without ../shared."""
+def real_frames(w: int, h: int, clips: int = 4, run: int = 4) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """Frames 20 .. 20 + ``run`` - 1 of the first ``clips`` webcam clips in ../shared, resized to
+    w x h, with the default model's mask of each; None without ../shared. Consecutive frames, so
+    the smoother does its real work between the scene cuts at the clip changes."""
     import av
 
     from vbg.backends import create_backend
 
-    clips = sorted((ROOT.parent / "shared" / "videos" / "webcam").glob("*.mkv"))[:n]
-    if not clips:
+    paths = sorted((ROOT.parent / "shared" / "videos" / "webcam").glob("*.mkv"))[:clips]
+    if not paths:
         return None
     frames = []
-    for clip in clips:
-        with av.open(str(clip)) as c:
+    for path in paths:
+        with av.open(str(path)) as c:
             for i, f in enumerate(c.decode(video=0)):
-                if i == 20:
+                if i >= 20:
                     frames.append(cv2.resize(f.to_ndarray(format="bgr24"), (w, h), interpolation=cv2.INTER_LINEAR))
+                if i == 20 + run - 1:
                     break
     backend = create_backend(resolve_model(None), "onnxruntime", threads=2)
     pairs = [(f, backend.infer([f])[0]) for f in frames]
