@@ -108,10 +108,11 @@ def main() -> int:
             row.update({k: v for k, v in quality[i].summary().items() if k in ("iou", "boundary_f", "mae",
                                                                                "iou_by_source", "images")})
         rows.append(row)
-    if quality and PEER_NAME in [s.name for s in specs]:
-        peer_iou = quality[[s.name for s in specs].index(PEER_NAME)].iou
-        for i, s in enumerate(specs):
-            if s.name != PEER_NAME:
+    names = [s.name for s in specs]
+    if quality and PEER_NAME in names:
+        peer_iou = quality[names.index(PEER_NAME)].iou
+        for i, name in enumerate(names):
+            if name != PEER_NAME:
                 rows[i]["iou_vs_peer"] = paired_bootstrap(quality[i].iou, peer_iou)
     peer_row = next((r for r in rows if r["model"] == PEER_NAME), None)
     print(f"ONNX Runtime, {args.threads} threads, median of {args.runs} runs; "
