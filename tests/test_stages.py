@@ -13,13 +13,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import disc_frame
+from conftest import disc_frame, make_red_model
 
 from vbg.backends.onnxruntime import OnnxRuntimeBackend
 from vbg.backgrounds import BlurBackground, ColorBackground, ImageBackground, NoBackground, VideoBackground
 from vbg.composite import Compositor
 from vbg.matte import BG, EDGE, FG, Coverage, Matte, guide_level
 from vbg.pipeline import STAGES, Pipeline
+from vbg.segment import Segmenter
 from vbg.preprocess import FramePyramid, Preprocessor, decode_output, shrink
 from vbg.settings import Settings
 from vbg.smooth import TemporalSmoother
@@ -756,6 +757,26 @@ def test_pipeline_on_a_moving_disc(red_model: Path) -> None:
             assert np.abs(b.alpha - s.alpha).max() < 1e-4
     finally:
         pipe.close()
+
+
+def test_segmenter_feeds_the_model_from_the_frame_pyramid(tmp_path: Path) -> None:
+    """The model's input comes from the shared pyramid, at the size (and orientation) the backend
+    would pick itself, and gives the masks the backend's own resize gives."""
+    backend = OnnxRuntimeBackend(ModelSpec.load(make_red_model(tmp_path / "m.onnx", orientation="match")),
+                                 threads=1)
+    seg = Segmenter(backend)
+    for w, h in ((640, 480), (480, 640), (1281, 719)):
+        frame, gt = disc_frame(w, h, w * 0.45, h * 0.5, min(w, h) * 0.3)
+        pyr = FramePyramid(frame)
+        want = (64, 48) if w >= h else (48, 64)  # (w, h)
+        got = seg([frame], [pyr])[0]
+        own = backend.infer([frame])[0]
+        assert got.shape == own.shape == (want[1], want[0])
+        assert np.array_equal(got, backend.infer([pyr.at(want)])[0])  # the pyramid's copy went in
+        assert np.abs(got - own).mean() < 0.02
+        small_gt = cv2.resize(gt.astype(np.float32), got.shape[::-1], interpolation=cv2.INTER_AREA)
+        assert np.abs(got - small_gt).mean() < 0.05
+    backend.close()
 
 
 def test_pipeline_without_composite(red_model: Path) -> None:

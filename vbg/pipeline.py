@@ -5,7 +5,7 @@ changes (``update``) take effect from the next frame without restarting
 anything, so the GUI can drive it from another thread.
 
 Each frame's downscaled copies (``FramePyramid``) are made once and shared by
-the smoother and the matte; the matte's tile ``Coverage`` goes on to the
+the model's input, the smoother and the matte; the matte's tile ``Coverage`` goes on to the
 compositor so that only edge tiles are blended. Outputs are new arrays every
 frame (a writer thread may still hold the previous ones); the big scratch
 buffers inside the stages are reused.
@@ -93,13 +93,13 @@ class Pipeline:
         """Run a batch through the model at once, then the per-frame stages in order."""
         self._apply_pending()
         t0 = time.perf_counter()
-        masks = self.segmenter(frames)
+        pyramids = [FramePyramid(f) for f in frames]
+        masks = self.segmenter(frames, pyramids)
         seg_ms = (time.perf_counter() - t0) * 1000.0 / max(1, len(frames))
         outs = []
-        for frame, m in zip(frames, masks):
+        for frame, pyr, m in zip(frames, pyramids, masks):
             t = {"segment": seg_ms}
             t1 = time.perf_counter()
-            pyr = FramePyramid(frame)
             m = self.smoother(m, frame, pyramid=pyr)
             t2 = time.perf_counter()
             res = self.matte.compute(m, frame, pyramid=pyr)
