@@ -178,9 +178,11 @@ def test_ref_matte_matches_matte(guided: bool, feather: float) -> None:
             want = cpu(m, frame)
             got, channel = K.ref_matte(m, frame, prm, channel)
             assert got.shape == want.shape == (h, w) and got.dtype == np.float32
-            # Bit-exact without feather; OpenCV's float GaussianBlur sums in its own order (a few ulps).
+            # The CPU's box means are a separable float filter whose rounding follows OpenCV's SIMD path;
+            # the reference keeps double sums rounded once (as do the kernels): ulps of the coefficients,
+            # times the slope on the alpha (4.8e-6 at slope 10, 1.3e-5 at 50).
             d = float(np.abs(got - want).max())
-            assert d <= (1e-6 if feather else 0.0), d
+            assert d <= 3e-5, d
             assert channel == cpu.channel
 
 
@@ -191,7 +193,7 @@ def test_ref_matte_picks_the_colour_channel_like_matte() -> None:
     want = cpu(m, frame)
     got, channel = K.ref_matte(m, frame, K.MatteParams(0.5, 10.0, 2.0))
     assert channel == cpu.channel != 0  # luma barely separates these colours
-    assert np.abs(got - want).max() <= 1e-6
+    assert np.abs(got - want).max() <= 3e-5
     _, luma_only = K.ref_matte(m, frame, K.MatteParams(0.5, 10.0, 2.0, guide="luma"), channel)
     assert luma_only == 0
 
@@ -384,7 +386,12 @@ def test_preprocess_kernel(dev: Dev, kern: K.Kernels, spec: ModelSpec, size: tup
     for s in specs(spec):
         want = Preprocessor(s)(frames)
         out = dev.cp.empty(want.shape, np.float32)
-        got = kern.preprocess(dev.cp.asarray(np.stack(frames)), s, out).get()
+        d_frames = dev.cp.asarray(np.stack(frames))
+        got = kern.preprocess(d_frames, s, out).get()
+        assert np.array_equal(got, want)
+        # The pipeline's path: from the frame pyramid, as Segmenter feeds the CPU backend.
+        want = Preprocessor(s)([FramePyramid(f).at(s.size) for f in frames])
+        got = kern.preprocess(d_frames, s, out, kern.pyramid(d_frames)).get()
         assert np.array_equal(got, want)
 
 
@@ -425,7 +432,7 @@ def test_matte_kernels(dev: Dev, kern: K.Kernels, guided: bool, feather: float) 
             # Same operations in the same order: identical, but for the reference's fma, which can round
             # twice (about once in 2**29 operations, 1 ulp).
             assert np.abs(got[i] - ref).max() <= 1e-6 and (got[i] != ref).mean() <= 1e-5
-            assert np.abs(got[i] - cpu(masks[i], frames[i])).max() <= 1e-6
+            assert np.abs(got[i] - cpu(masks[i], frames[i])).max() <= 3e-5  # the reference's own tolerance
         assert int(state.get()[0]) == channel == cpu.channel
         if guided and (w, h) == (320, 240):
             assert channel != 0
@@ -485,14 +492,14 @@ def test_gpu_pipeline_matches_cpu_pipeline(dev: Dev, spec: ModelSpec, bg: str) -
         # Stated tolerance (vbg.gpu.kernels): mask 1e-6 (CuPy's exp), alpha 1e-4, composite within
         # 1 level and exact on >= 99.9% of the pixels. In emulation the decode is NumPy's: tighter.
         assert np.abs(g.mask - c.mask).max() <= (0.0 if dev.emulated else 1e-6)
-        assert np.abs(g.alpha - c.alpha).max() <= (1e-6 if dev.emulated else 1e-4)
+        assert np.abs(g.alpha - c.alpha).max() <= (3e-5 if dev.emulated else 1e-4)
         dc = np.abs(g.frame.astype(int) - c.frame.astype(int))
         assert dc.max() <= 1 and (dc == 0).mean() >= 0.999
         assert set(g.timings) >= {"segment", "smooth", "matte", "composite"}
     gpu.reset()
     again = gpu.process(frames[0])  # reset: no smoothing state, luma guide again
     cpu.reset()
-    assert np.abs(again.alpha - cpu.process(frames[0]).alpha).max() <= (1e-6 if dev.emulated else 1e-4)
+    assert np.abs(again.alpha - cpu.process(frames[0]).alpha).max() <= (3e-5 if dev.emulated else 1e-4)
     gpu.close()
     cpu.close()
 

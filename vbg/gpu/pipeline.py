@@ -276,7 +276,7 @@ class GpuPipeline:
             b.d_frames.data.copy_from_host_async(b.h_frames.ctypes.data, n * height * width * 3, self.stream)
             events[1].record()
             pyr = k.pyramid(d_frames)  # shared downscales, made on first use (FramePyramid's plan)
-            k.preprocess(d_frames, self.spec, b.d_tensor[:n])
+            k.preprocess(d_frames, self.spec, b.d_tensor[:n], pyr)  # from the pyramid, as Segmenter does
             # Decode each chunk before the next run: TensorRT reuses its output buffer.
             step = self.infer.max_batch
             parts = [decode_xp(cp, self.spec, self.infer.run_device(b.d_tensor[a:min(n, a + step)], self.stream))
