@@ -165,7 +165,7 @@ class StageRunner:
         t2 = time.perf_counter()
         res = self.matte.compute(m, frame, pyramid=pyr)
         t3 = time.perf_counter()
-        self.comp(frame, res.alpha, res.coverage, pyramid=pyr)
+        self.comp(frame, res, pyramid=pyr)  # as the pipeline: from the edge patches
         t4 = time.perf_counter()
         if keep:
             for k, v in zip(self.ms, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0)):

@@ -600,6 +600,40 @@ def test_colour_composite_equals_the_float_blend(radius: float, given: bool) -> 
     assert out is not frame and not np.shares_memory(out, frame)
 
 
+@pytest.mark.parametrize("radius", [70.0, 130.0])  # mostly background / mostly person
+@pytest.mark.parametrize("wrap", [0.0, 0.5])
+def test_composite_from_the_matte_result_equals_from_its_alpha(tmp_path: Path, radius: float, wrap: float) -> None:
+    """The compositor blends from the matte's edge patches, without the full alpha: the same pixels
+    as from the alpha array, for a background read in place and for one rendered per frame."""
+    frame, gt = disc_frame(W, H, W * 0.5, H * 0.5, radius, seed=8)
+    img, _ = disc_frame(400, 300, 100, 100, 40, seed=9)
+    cv2.imwrite(str(tmp_path / "bg.png"), img)
+    for background in (ColorBackground((0, 255, 0)), ImageBackground(tmp_path / "bg.png"), BlurBackground(10.0)):
+        res = Matte(0.5, 10.0, 2.0).compute(low_mask(gt, (64, 48)), frame)
+        comp = Compositor(background, light_wrap=wrap)
+        got = comp(frame, res)
+        if wrap == 0.0:
+            assert res._alpha is None  # the full alpha was never made
+        want = comp(frame, res.alpha, res.coverage)
+        assert np.array_equal(got, want), type(background).__name__
+        if wrap == 0.0:  # (light wrap works from the coverage's own low-res alpha)
+            assert np.array_equal(comp(frame, res.alpha), want)  # tiles worked out from the alpha
+            bg = background.get(frame)
+            assert np.abs(got.astype(np.int16) - blend_reference(frame, bg, res.alpha)).max() <= 1
+
+
+def test_matte_result_alpha_is_made_from_tiles_and_patches() -> None:
+    frame, low = soft_scene(320, 240)
+    m = Matte(0.45, 6.0, 3.0)
+    res = m.compute(low, frame)
+    a = res.alpha
+    assert a is res.alpha  # made once
+    assert len(res.patches) == sum(1 for r in res.coverage.runs() if r[4] == EDGE) > 0
+    for y0, y1, x0, x1, v in res.patches:
+        assert v.shape == (y1 - y0, x1 - x0) and np.array_equal(a[y0:y1, x0:x1], v)
+    assert np.abs(a - matte_reference(m, low, frame)).max() < 1e-4
+
+
 def test_none_background_gives_bgra_with_the_alpha() -> None:
     frame, alpha, cov = composite_scene(W, H, 70.0)
     out = Compositor(NoBackground())(frame, alpha, cov)

@@ -29,9 +29,15 @@ VIDEO_EXTS = frozenset({".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".gif"}
 
 
 class Background:
-    """``get(frame)`` returns the background for this frame at its size, BGR uint8, or None."""
+    """``get(frame)`` returns the background for this frame at its size, BGR uint8, or None.
+
+    ``stored``: ``get`` without ``out`` hands back an array it already holds (no
+    per-frame work; the caller must not write to it), so the compositor reads it
+    in place instead of copying it into the output first.
+    """
 
     dynamic = False
+    stored = False
 
     def get(self, frame: np.ndarray, out: np.ndarray | None = None, *,
             pyramid: FramePyramid | None = None) -> np.ndarray | None:
@@ -47,6 +53,8 @@ class Background:
 
 class ImageBackground(Background):
     """A still image, cover-fit to the frame size once per size (cached)."""
+
+    stored = True
 
     def __init__(self, path: Path) -> None:
         img = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -93,6 +101,8 @@ class BlurBackground(Background):
 
 
 class ColorBackground(Background):
+    stored = True
+
     def __init__(self, bgr: tuple[int, int, int]) -> None:
         self.bgr = bgr
         self._cache: np.ndarray | None = None
@@ -123,6 +133,7 @@ class VideoBackground(Background):
     """
 
     dynamic = True
+    stored = True
 
     def __init__(self, path: Path, *, ahead: int = 3) -> None:
         import av

@@ -16,14 +16,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from .backends.base import Backend
 from .backgrounds import Background, make_background
 from .composite import Compositor
-from .matte import Matte
+from .matte import Matte, MatteResult
 from .preprocess import FramePyramid
 from .segment import Segmenter
 from .settings import Settings
@@ -32,20 +31,27 @@ from .smooth import TemporalSmoother
 STAGES = ("segment", "smooth", "matte", "composite")
 
 
-@dataclass
 class Output:
     """One processed frame.
 
     ``frame``: BGR uint8 (H, W, 3), or BGRA (H, W, 4) for a ``none``
     background; None when compositing was skipped. ``alpha``: float32 (H, W)
-    in [0, 1]. ``mask``: the smoothed low-res float32 mask. ``timings``:
-    milliseconds per stage.
+    in [0, 1], made on first use when given as the matte's result (a
+    composited-only frame never needs it). ``mask``: the smoothed low-res
+    float32 mask. ``timings``: milliseconds per stage.
     """
 
-    frame: np.ndarray | None
-    alpha: np.ndarray
-    mask: np.ndarray
-    timings: dict[str, float] = field(default_factory=dict)
+    def __init__(self, frame: np.ndarray | None, alpha: np.ndarray | MatteResult, mask: np.ndarray,
+                 timings: dict[str, float] | None = None) -> None:
+        self.frame = frame
+        self._alpha = alpha
+        self.mask = mask
+        self.timings = {} if timings is None else timings
+
+    @property
+    def alpha(self) -> np.ndarray:
+        a = self._alpha
+        return a if isinstance(a, np.ndarray) else a.alpha
 
 
 class Pipeline:
@@ -103,12 +109,11 @@ class Pipeline:
             m = self.smoother(m, frame, pyramid=pyr)
             t2 = time.perf_counter()
             res = self.matte.compute(m, frame, pyramid=pyr)
-            alpha = res.alpha
             t3 = time.perf_counter()
-            out = self.compositor(frame, alpha, res.coverage, pyramid=pyr) if self.composite else None
+            out = self.compositor(frame, res, pyramid=pyr) if self.composite else None
             t4 = time.perf_counter()
             t["smooth"], t["matte"], t["composite"] = ((t2 - t1) * 1e3, (t3 - t2) * 1e3, (t4 - t3) * 1e3)
-            outs.append(Output(out, alpha, m, t))
+            outs.append(Output(out, res, m, t))
         return outs
 
     def close(self) -> None:
