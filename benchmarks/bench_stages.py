@@ -220,13 +220,14 @@ def blend_alternatives(w: int, h: int, repeats: int) -> dict[str, float]:
         "cv2 multiply/add float": cv2_float,
         "uint8 fixed point (cv2)": fixed_point,
         "cv2.blendLinear, every pixel": blend_full,
-        "blendLinear on edge tiles (ours)": lambda: comp(frame, alpha, cov),
+        "blendLinear on edge tiles, from the matte's patches (ours)": lambda: comp(frame, res),
         "edge tiles, tiles from the alpha": lambda: comp(frame, alpha),
     }, repeats)
 
 
 class _Fixed:
     dynamic = False
+    stored = True  # holds its array: the compositor reads it in place
 
     def __init__(self, bg: np.ndarray) -> None:
         self.bg = bg
