@@ -192,7 +192,7 @@ def blend_alternatives(w: int, h: int, repeats: int) -> dict[str, float]:
     frame, gt = scene(w, h, seed=2)
     bg = cv2.GaussianBlur(frame, (0, 0), 8)
     res = Matte(0.5, 10.0, 2.0).compute(model_mask(gt), frame)
-    alpha, cov = res.alpha, res.coverage
+    alpha = res.alpha
     a3 = cv2.merge([alpha, alpha, alpha])
 
     def numpy_float() -> np.ndarray:

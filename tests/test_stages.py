@@ -20,8 +20,8 @@ from vbg.backgrounds import BlurBackground, ColorBackground, ImageBackground, No
 from vbg.composite import Compositor
 from vbg.matte import BG, EDGE, FG, Coverage, Matte, guide_level
 from vbg.pipeline import STAGES, Pipeline
-from vbg.segment import Segmenter
 from vbg.preprocess import FramePyramid, Preprocessor, decode_output, shrink
+from vbg.segment import Segmenter
 from vbg.settings import Settings
 from vbg.smooth import TemporalSmoother
 from vbg.spec import ModelSpec
