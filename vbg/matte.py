@@ -427,8 +427,8 @@ class Matte:
         """Guided-filter coefficients with the soft threshold folded in (A, B at the guide's size).
 
         Box means as a separable filter with 1/n taps: ~35 % faster than
-        ``cv2.boxFilter`` on float32 at this size, within 1e-5 of a float64
-        reference on the final alpha.
+        ``cv2.boxFilter`` on float32 at this size; a few float ulps from its
+        double sums (~1e-5 on the alpha at slope 10, growing with the slope).
         """
         r, eps = int(self.radius), float(self.eps)
         k = self._box_kernel(2 * r + 1)
