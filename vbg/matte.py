@@ -359,68 +359,48 @@ class Matte:
         grid[~not_fg] = FG
         cov = Coverage((H, W), tile, grid, low, halo)
 
-        edges = [r[:4] for r in cov.runs() if r[4] == EDGE]
-        return MatteResult(cov, self._edges(frame, edges, A, B, scale, halo) if edges else [])
+        return MatteResult(cov, self._edges(frame, cov, A, B, scale))
 
-    def _edges(self, frame: np.ndarray, edges: list[tuple[int, int, int, int]],
-               A: np.ndarray | None, B: np.ndarray, scale: int, halo: int) -> list[Patch]:
-        """The alpha on the EDGE runs grown by the ``halo`` their feathering spills into.
+    def _edges(self, frame: np.ndarray, cov: Coverage, A: np.ndarray | None, B: np.ndarray,
+               scale: int) -> list[Patch]:
+        """The alpha on each EDGE run grown by the ``halo`` its feathering spills into.
 
-        Each run's feathering reaches ``halo`` pixels into its neighbours: q is computed on
-        the run grown by 2 * halo, blurred, and the run grown by halo is kept. Where two
-        such rectangles overlap they hold the same values. The rectangles' coordinates are
-        worked out for all runs at once, so the loop is little more than the OpenCV calls.
+        The feathering reaches ``halo`` pixels into the neighbours: q is computed on the
+        run grown by 2 * halo, blurred, and the run grown by halo is kept. Where two
+        such rectangles overlap they hold the same values.
         """
-        H, W = frame.shape[:2]
-        e = np.array(edges, np.int64)  # (n, 4): y0, y1, x0, x1
-        grow = np.array([-1, 1, -1, 1])
-        lim = np.array([H, H, W, W])
-        keep = np.clip(e + grow * halo, 0, lim)
-        win = np.clip(e + grow * (2 * halo), 0, lim)  # q is computed on this window
-        inner = keep - win[:, [0, 0, 2, 2]]  # the kept part, in window coordinates
-        exact = A is not None and scale > 0
-        if exact:
-            assert A is not None
-            # The low-res crop with one spare pixel on each side resizes (by exactly
-            # ``scale``) to the same values as the whole, on the window.
-            s = scale
-            h, w = A.shape
-            low = np.clip(np.column_stack([win[:, 0] // s - 1, -(-win[:, 1] // s) + 1,
-                                           win[:, 2] // s - 1, -(-win[:, 3] // s) + 1]), 0,
-                          np.array([h, h, w, w]))
-            crop = win - low[:, [0, 0, 2, 2]] * s  # the window inside the up-sampled crop
-            rows = np.hstack([win, keep, inner, low, crop]).tolist()
-        else:
+        H, W = cov.shape
+        halo = cov.halo
+        edges = [r[:4] for r in cov.runs() if r[4] == EDGE]
+        full: tuple[np.ndarray | None, np.ndarray] | None = None
+        if edges and not scale:
             # Not an exact ratio (or unguided): up-sample A and B whole, once.
             Af = None if A is None else cv2.resize(A, (W, H), dst=self._buf("A", (H, W)),
                                                    interpolation=cv2.INTER_LINEAR)
-            Bf = cv2.resize(B, (W, H), dst=self._buf("B", (H, W)), interpolation=cv2.INTER_LINEAR)
-            rows = np.hstack([win, keep, inner]).tolist()
+            full = (Af, cv2.resize(B, (W, H), dst=self._buf("B", (H, W)), interpolation=cv2.INTER_LINEAR))
         ks = (2 * halo + 1, 2 * halo + 1)
-        ch = self.channel
-        linear = cv2.INTER_LINEAR
         patches: list[Patch] = []
-        for row in rows:
-            Y0, Y1, X0, X1, o0, o1, p0, p1, i0, i1, j0, j1 = row[:12]
-            if exact:
-                l0, l1, m0, m1, c0, c1, d0, d1 = row[12:]
-                size = ((m1 - m0) * s, (l1 - l0) * s)
-                Ar = cv2.resize(A[l0:l1, m0:m1], size, interpolation=linear)[c0:c1, d0:d1]
-                Br = cv2.resize(B[l0:l1, m0:m1], size, interpolation=linear)[c0:c1, d0:d1]
+        for y0, y1, x0, x1 in edges:
+            o0, o1, p0, p1 = cov.grow(y0, y1, x0, x1)
+            Y0, Y1, X0, X1 = cov.grow(y0, y1, x0, x1, 2 * halo)
+            if full is not None:
+                Ar = None if full[0] is None else full[0][Y0:Y1, X0:X1]
+                Br = full[1][Y0:Y1, X0:X1]
             else:
-                Ar = None if Af is None else Af[Y0:Y1, X0:X1]
-                Br = Bf[Y0:Y1, X0:X1]
+                assert A is not None
+                Ar = _upsample_exact(A, scale, Y0, Y1, X0, X1)
+                Br = _upsample_exact(B, scale, Y0, Y1, X0, X1)
             if Ar is None:
                 q = Br.copy()
             else:
-                q = cv2.multiply(Ar, guide_channel(frame[Y0:Y1, X0:X1], ch), dtype=cv2.CV_32F)
+                q = cv2.multiply(Ar, guide_channel(frame[Y0:Y1, X0:X1], self.channel), dtype=cv2.CV_32F)
                 cv2.add(q, Br, dst=q)
             # OpenCV's SIMD clip: ~40 % faster than NumPy's on these crops.
             cv2.max(q, 0.0, dst=q)
             cv2.min(q, 1.0, dst=q)
             if halo:
                 q = cv2.GaussianBlur(q, ks, 0, borderType=cv2.BORDER_REFLECT_101)
-            patches.append((o0, o1, p0, p1, q[i0:i1, j0:j1]))
+            patches.append((o0, o1, p0, p1, q[o0 - Y0:o1 - Y0, p0 - X0:p1 - X0]))
         return patches
 
     def _coefficients(self, I: np.ndarray, p: np.ndarray, slope: float, th: float) -> tuple[np.ndarray, np.ndarray]:
@@ -458,3 +438,16 @@ class Matte:
         if b is None or b.shape != shape:
             b = self._scratch[name] = np.empty(shape, np.float32)
         return b
+
+
+def _upsample_exact(low: np.ndarray, s: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    """Rows y0:y1, columns x0:x1 of ``cv2.resize(low, s * size, INTER_LINEAR)``, without the rest.
+
+    Valid when the full size is exactly ``s`` times ``low``'s: a crop with one
+    spare low-res pixel on each side resizes to the same values inside.
+    """
+    h, w = low.shape
+    r0, r1 = max(0, y0 // s - 1), min(h, -(-y1 // s) + 1)
+    c0, c1 = max(0, x0 // s - 1), min(w, -(-x1 // s) + 1)
+    up = cv2.resize(low[r0:r1, c0:c1], ((c1 - c0) * s, (r1 - r0) * s), interpolation=cv2.INTER_LINEAR)
+    return up[y0 - r0 * s:y1 - r0 * s, x0 - c0 * s:x1 - c0 * s]
