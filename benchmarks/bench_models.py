@@ -98,7 +98,7 @@ def main() -> int:
     data = Path(args.data)
     quality = None
     if data.is_dir():
-        _, val = split_pairs(find_pairs(data))
+        val = split_pairs(find_pairs(data))["val"]
         quality = evaluate_models(specs, val, args.threads, progress=False)
     lat = latency(specs, args.threads, args.runs)
     for i, s in enumerate(specs):

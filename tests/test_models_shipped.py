@@ -78,7 +78,7 @@ def test_default_segments_real_people(shared_dir) -> None:
     from vbg.train.data import find_pairs, split_pairs
     from vbg.train.eval_cmd import evaluate_models
 
-    _, val = split_pairs(find_pairs(shared_dir / "data" / "person-seg"))
+    val = split_pairs(find_pairs(shared_dir / "data" / "person-seg"))["val"]
     val = [p for p in val if p.source != "coco128-person"][:12]
     spec = resolve_model(None)
     res = evaluate_models([spec], val, threads=2, progress=False)[0]

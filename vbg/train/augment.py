@@ -63,9 +63,9 @@ def _crop_box(rng: np.random.Generator, w: int, h: int, out_aspect: float, cfg: 
 
 
 def warp(img: np.ndarray, mask: np.ndarray, size: tuple[int, int], rng: np.random.Generator,
-         cfg: AugmentConfig, tall_person: bool = False, nearest_mask: bool = False
-         ) -> tuple[np.ndarray, np.ndarray]:
-    """Random crop/scale/rotate/flip of (img, mask) into ``size`` (w, h)."""
+         cfg: AugmentConfig, tall_person: bool = False, nearest_mask: bool = False,
+         weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Random crop/scale/rotate/flip of (img, mask[, weight]) into ``size`` (w, h)."""
     h, w = img.shape[:2]
     ow, oh = size
     cx, cy, cw, ch = _crop_box(rng, w, h, ow / oh, cfg, tall_person)
@@ -84,7 +84,10 @@ def warp(img: np.ndarray, mask: np.ndarray, size: tuple[int, int], rng: np.rando
     mflags = cv2.INTER_NEAREST if nearest_mask else cv2.INTER_LINEAR
     # reflected image border may mirror a person: the mask must follow it
     mout = cv2.warpAffine(mask, M, size, flags=mflags, borderMode=border, borderValue=0)
-    return out, mout
+    # a constant border is plain background: taught, whatever the teachers said
+    wout = None if weight is None else cv2.warpAffine(weight, M, size, flags=cv2.INTER_NEAREST,
+                                                       borderMode=border, borderValue=255)
+    return out, mout, wout
 
 
 def copy_paste(dst: np.ndarray, dmask: np.ndarray, src: np.ndarray, smask: np.ndarray,
@@ -145,8 +148,13 @@ def photometric(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -
 
 
 def make_example(samples: list[Sample], index: int, size: tuple[int, int], rng: np.random.Generator,
-                 cfg: AugmentConfig, num_classes: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """One augmented (image BGR uint8 (h,w,3), mask uint8 (h,w)) at ``size``."""
+                 cfg: AugmentConfig, num_classes: int = 1
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """One augmented (image BGR uint8 (h,w,3), mask uint8 (h,w), weight uint8 (h,w) or None) at ``size``.
+
+    Labelled samples may get another labelled person pasted on; teacher-labelled
+    ones keep their weight map through the warp; negatives are warped like any image.
+    """
     s = samples[index]
     img, mask = s.image, s.mask
     if num_classes == 1 and not s.soft and rng.random() < cfg.paste_p and len(samples) > 1:
@@ -154,7 +162,7 @@ def make_example(samples: list[Sample], index: int, size: tuple[int, int], rng: 
         if not other.soft:
             # paste this sample's person onto the other image (its own person stays labelled)
             img, mask = copy_paste(other.image, other.mask, img, mask, rng)
-    tall = img.shape[0] > 1.3 * img.shape[1]
-    img, mask = warp(img, mask, size, rng, cfg, tall_person=tall, nearest_mask=num_classes > 1)
-    img = photometric(img, rng, cfg)
-    return img, mask
+    tall = img.shape[0] > 1.3 * img.shape[1] and mask.any()
+    img, mask, weight = warp(img, mask, size, rng, cfg, tall_person=tall, nearest_mask=num_classes > 1,
+                             weight=s.weight)
+    return photometric(img, rng, cfg), mask, weight

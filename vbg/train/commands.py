@@ -1,8 +1,10 @@
 """``vbg train``: train a segmentation model from labelled folders.
 
-Example (the shipped default, see assets/models/README.md)::
+Example (see assets/models/README.md for the shipped default's commands)::
 
     vbg train --data ../shared/data/person-seg --arch unet-lite --out runs/unet-lite \
+        --negatives ../shared/data/scenes/indoor --cutouts ../shared/data/copy-paste/people \
+        --distill ../shared/data/unlabelled/streets --teacher benchmarks/peers/mediapipe_selfie.json \
         --size 256x144 --size 224x224 --max-minutes 75 --seed 0
 """
 
@@ -54,6 +56,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--augment", default="{}", metavar="JSON",
                    help='augmentation overrides, e.g. \'{"paste_p": 0.1, "rotate": 5}\' (see vbg/train/augment.py)')
     p.add_argument("--val-percent", type=float, default=15.0, help="fixed validation split by file name")
+    p.add_argument("--test-percent", type=float, default=15.0,
+                   help="fixed test split by file name: never trained or chosen on, only reported")
+    p.add_argument("--negatives", action="append", default=[], metavar="DIR",
+                   help="people-free images (repeatable): all-background samples, and scenes to paste people onto")
+    p.add_argument("--cutouts", action="append", default=[], metavar="DIR",
+                   help="RGBA PNGs of people to paste (repeatable); the labelled people are pasted too")
+    p.add_argument("--mix", metavar="POOL=SHARE,...",
+                   help="share of each epoch from each pool: labelled, negative, paste, teacher (default "
+                        + ",".join(f"{k}={v:g}" for k, v in DEFAULT_MIX.items()) + "; pools without data drop out)")
+    p.add_argument("--mine-every", type=int, default=2, metavar="N",
+                   help="hard-negative mining: re-weight the negatives by what the model sees every N epochs (0 = off)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--max-minutes", type=float, help="stop after this much wall-clock time (the schedule follows it)")
@@ -66,15 +79,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="augmentation worker processes")
     p.add_argument("--max-side", type=int, default=400, help="images are cached in memory at this size")
     p.add_argument("--distill", action="append", default=[], metavar="DIR",
-                   help="unlabelled videos: frames labelled by --teacher (repeatable)")
-    p.add_argument("--teacher", help="spec of the teacher model for --distill")
-    p.add_argument("--distill-every", type=int, default=10, help="use every Nth video frame")
-    p.add_argument("--distill-fraction", type=float, default=0.15, help="share of each epoch from teacher frames")
+                   help="unlabelled images or videos, labelled by the --teacher ensemble (repeatable)")
+    p.add_argument("--teacher", action="append", default=[], metavar="SPEC",
+                   help="teacher model spec (.json beside an .onnx or .tflite; repeatable: an ensemble)")
+    p.add_argument("--distill-every", type=int, default=3, help="use every Nth video frame")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--init", metavar="CKPT", nargs="+",
                    help="start from this checkpoint's weights, with a fresh optimiser and schedule "
                         "(several: their weight average)")
     p.add_argument("--no-progress", action="store_true")
+
+
+POOLS = ("labelled", "negative", "paste", "teacher")
+DEFAULT_MIX = {"labelled": 0.5, "negative": 0.15, "paste": 0.15, "teacher": 0.2}
+
+
+def parse_mix(text: str | None) -> dict[str, float]:
+    """``labelled=0.5,negative=0.2`` -> {"labelled": 0.5, "negative": 0.2}; None -> the default mix."""
+    if text is None:
+        return dict(DEFAULT_MIX)
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        name = name.strip()
+        if name not in POOLS:
+            raise VbgError(f"--mix has an unknown pool {name!r}", f"use some of {', '.join(POOLS)}")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise VbgError(f"--mix part {part!r} is not POOL=SHARE", "e.g. --mix labelled=0.6,negative=0.2") from None
+        if not out[name] >= 0:
+            raise VbgError(f"--mix share of {name} is {value}", "give each pool a share of 0 or more")
+    if out.get("labelled", 0) <= 0:
+        raise VbgError("--mix has no labelled share", "include labelled=SHARE above 0")
+    return out
 
 
 def parse_augment(text: str) -> dict[str, Any]:
@@ -113,8 +151,9 @@ def parse_augment(text: str) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     require_torch()
-    from .data import distill_samples
     from .datasets import load_dataset
+    from .scenes import cutouts_from_samples, load_cutouts, load_negatives
+    from .teachers import teacher_samples
     from .trainer import TrainConfig, train
 
     sizes = args.size or [(256, 144)]
@@ -130,28 +169,42 @@ def run(args: argparse.Namespace) -> int:
     if args.up:
         options["up"] = args.up
     augment = parse_augment(args.augment)
+    mix = parse_mix(args.mix)
+    if args.teacher and not args.distill:
+        raise VbgError("--teacher needs --distill DIR (the unlabelled images or videos to label)",
+                       "add --distill, or drop --teacher")
     num_classes = 3 if args.format == "pet" and args.classes == 1 else args.classes
-    train_s, val_s = load_dataset(args.format, [Path(d) for d in args.data], num_classes=num_classes,
-                                  val_percent=args.val_percent, max_side=args.max_side, coco_json=args.coco_json)
-    extra = []
-    if args.distill:
-        if not args.teacher:
-            raise VbgError("--distill needs --teacher SPEC.json", "name the teacher model's spec")
-        extra = distill_samples([Path(d) for d in args.distill], Path(args.teacher), args.distill_every)
+    splits = load_dataset(args.format, [Path(d) for d in args.data], num_classes=num_classes,
+                          val_percent=args.val_percent, max_side=args.max_side, coco_json=args.coco_json,
+                          test_percent=args.test_percent)
+    train_s, val_s = splits["train"], splits["val"]
+    negative_dirs = [Path(d) for d in args.negatives]
+    negatives = load_negatives(negative_dirs, "train", args.max_side) if negative_dirs else []
+    val_negatives = load_negatives(negative_dirs, "val", args.max_side) if negative_dirs else []
+    cutouts = load_cutouts([Path(d) for d in args.cutouts]) if args.cutouts else []
+    if num_classes == 1 and negatives and mix.get("paste", 0) > 0:
+        cutouts += cutouts_from_samples(train_s)
+    teacher = (teacher_samples([Path(d) for d in args.distill], [Path(t) for t in args.teacher],
+                               args.distill_every, args.max_side) if args.distill else [])
     cfg = TrainConfig(out=args.out, arch=args.arch, arch_options=options, num_classes=num_classes,
-                      sizes=sizes, val_size=args.val_size or sizes[0], orientation=args.orientation, batch=args.batch, epochs=args.epochs,
-                      max_minutes=args.max_minutes, lr=args.lr, weight_decay=args.weight_decay,
+                      sizes=sizes, val_size=args.val_size or sizes[0], orientation=args.orientation, batch=args.batch,
+                      epochs=args.epochs, max_minutes=args.max_minutes, lr=args.lr, weight_decay=args.weight_decay,
                       optimizer=args.optimizer, ema=args.ema, seed=args.seed, workers=args.workers,
-                      threads=args.threads, augment=augment, distill_fraction=args.distill_fraction if extra else 0.0,
-                      meta={"data": args.data, "format": args.format, "train": len(train_s),
-                            "val": len(val_s), "distill_frames": len(extra), "val_percent": args.val_percent,
-                            "init": args.init})
-    log.warning("training %s on %d images (+%d teacher frames), validating on %d", args.arch, len(train_s),
-                len(extra), len(val_s))
+                      threads=args.threads, augment=augment, mix=mix, mine_every=args.mine_every,
+                      meta={"data": args.data, "format": args.format, "train": len(train_s), "val": len(val_s),
+                            "test_held_out": len(splits["test"]), "negatives": args.negatives,
+                            "negatives_train": len(negatives), "negatives_val": len(val_negatives),
+                            "cutouts": len(cutouts), "distill": args.distill, "teachers": args.teacher,
+                            "teacher_images": len(teacher), "val_percent": args.val_percent,
+                            "test_percent": args.test_percent, "init": args.init})
+    log.warning("training %s on %d labelled images, %d negatives, %d cut-outs, %d teacher-labelled; "
+                "validating on %d (+%d people-free); %d held out for test", args.arch, len(train_s), len(negatives),
+                len(cutouts), len(teacher), len(val_s), len(val_negatives), len(splits["test"]))
     try:
-        result = train(cfg, train_s, val_s, extra, resume=args.resume, progress=not args.no_progress,
+        result = train(cfg, train_s, val_s, negatives=negatives, teacher=teacher, cutouts=cutouts,
+                       val_negatives=val_negatives, resume=args.resume, progress=not args.no_progress,
                        init=args.init)
     except ValueError as exc:
-        raise VbgError(str(exc), "check --arch, --up, --classes and --arch-options") from None
+        raise VbgError(str(exc), "check --arch, --up, --classes, --mix and --arch-options") from None
     print(json.dumps(result, indent=2))
     return 0

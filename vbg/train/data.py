@@ -11,8 +11,14 @@ Masks are 8-bit PNGs. Binary: 0 = background, >= 128 = person. Multi-class
 (``num_classes > 1``): the pixel value is the class index. A mask smaller
 than its image is resized to the image (nearest for class maps).
 
-The validation split is fixed by file name (a hash of ``source/stem``), so
-it never moves when files are added and is never trained on.
+Splits are fixed by file name (hashes of ``source/stem``), so they never move
+when files are added. Three parts (:func:`split_of`):
+
+* ``test``: only ever reported, never chosen on (not the checkpoint, size,
+  weights, threshold or augmentation). Its hash is salted, so it is
+  independent of the validation split that earlier models were chosen on.
+* ``val``: what choices are made on.
+* ``train``: the rest.
 """
 
 from __future__ import annotations
@@ -43,10 +49,29 @@ class Pair:
         return f"{self.source}/{self.image.stem}"
 
 
+SPLITS = ("train", "val", "test")
+
+
+def _fraction(text: str) -> float:
+    """The first 4 bytes of md5(text) as a fraction of 2^32."""
+    return int.from_bytes(hashlib.md5(text.encode()).digest()[:4], "big") / 2**32
+
+
 def is_val(key: str, val_percent: float = 15.0) -> bool:
-    """Fixed split: the first 4 bytes of md5(key) as a fraction of 2^32."""
-    h = int.from_bytes(hashlib.md5(key.encode()).digest()[:4], "big")
-    return h / 2**32 < val_percent / 100.0
+    """The validation hash alone (before the test split takes its share)."""
+    return _fraction(key) < val_percent / 100.0
+
+
+def split_of(key: str, val_percent: float = 15.0, test_percent: float = 15.0) -> str:
+    """``"test"``, ``"val"`` or ``"train"`` for a sample key.
+
+    The test share is drawn first, from a salted hash; the validation share
+    is the unsalted hash (the split every earlier model was validated on)
+    less what went to test.
+    """
+    if _fraction("test:" + key) < test_percent / 100.0:
+        return "test"
+    return "val" if is_val(key, val_percent) else "train"
 
 
 def _pairs_in(images: Path, masks: Path, source: str) -> list[Pair]:
@@ -75,10 +100,13 @@ def find_pairs(root: str | Path) -> list[Pair]:
     return pairs
 
 
-def split_pairs(pairs: list[Pair], val_percent: float = 15.0) -> tuple[list[Pair], list[Pair]]:
-    train = [p for p in pairs if not is_val(p.key, val_percent)]
-    val = [p for p in pairs if is_val(p.key, val_percent)]
-    return train, val
+def split_pairs(pairs: list[Pair], val_percent: float = 15.0,
+                test_percent: float = 15.0) -> dict[str, list[Pair]]:
+    """``{"train": [...], "val": [...], "test": [...]}`` by :func:`split_of`."""
+    out: dict[str, list[Pair]] = {k: [] for k in SPLITS}
+    for p in pairs:
+        out[split_of(p.key, val_percent, test_percent)].append(p)
+    return out
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -123,6 +151,11 @@ class Sample:
     mask: np.ndarray  # uint8: 0..255 person probability (binary) or class ids
     key: str
     soft: bool = False  # a teacher's soft mask, not a label
+    weight: np.ndarray | None = None  # uint8 0/255 per pixel: 0 = not taught (teachers disagree)
+
+    @property
+    def source(self) -> str:
+        return self.key.split("/", 1)[0]
 
 
 def load_samples(pairs: list[Pair], max_side: int | None = 400, num_classes: int = 1) -> list[Sample]:
@@ -150,28 +183,5 @@ def video_frames(paths: list[Path], every: int, max_side: int = 400) -> list[tup
                 if max(h, w) > max_side:
                     s = max_side / max(h, w)
                     img = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
-                frames.append((f"{path.stem}#{i}", img))
+                frames.append((f"{path.parent.name}/{path.stem}#{i}", img))
     return frames
-
-
-def distill_samples(video_dirs: list[Path], teacher_spec: Path, every: int = 10) -> list[Sample]:
-    """Unlabelled video frames with the teacher model's soft masks as targets."""
-    from ..backends.onnxruntime import OnnxRuntimeBackend
-    from ..spec import ModelSpec
-
-    vids: list[Path] = []
-    for d in video_dirs:
-        d = Path(d)
-        vids += sorted(p for p in (d.rglob("*") if d.is_dir() else [d])
-                       if p.suffix.lower() in (".mkv", ".mp4", ".avi", ".mov", ".webm"))
-    if not vids:
-        raise VbgError(f"no videos in {', '.join(map(str, video_dirs))}", "check --distill")
-    backend = OnnxRuntimeBackend(ModelSpec.load(teacher_spec))
-    out = []
-    for key, img in video_frames(vids, every):
-        prob = backend.infer([img])[0]
-        prob = cv2.resize(prob, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR)
-        out.append(Sample(img, np.clip(prob * 255 + 0.5, 0, 255).astype(np.uint8), key, soft=True))
-    backend.close()
-    log.info("distillation: %d frames from %d videos", len(out), len(vids))
-    return out

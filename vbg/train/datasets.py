@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from ..errors import VbgError
-from .data import Pair, Sample, find_pairs, is_val, load_samples, read_image, split_pairs
+from .data import SPLITS, Pair, Sample, find_pairs, load_samples, read_image, split_of, split_pairs
 
 
 def _shrink(img: np.ndarray, mask: np.ndarray, max_side: int | None, nearest: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -93,7 +93,9 @@ def load_coco(root: Path, ann_file: Path | None, max_side: int | None) -> list[S
 
 
 def load_dataset(fmt: str, roots: list[Path], num_classes: int = 1, val_percent: float = 15.0,
-                 max_side: int | None = 400, coco_json: str | None = None) -> tuple[list[Sample], list[Sample]]:
+                 max_side: int | None = 400, coco_json: str | None = None,
+                 test_percent: float = 15.0) -> dict[str, list[Sample]]:
+    """``{"train": [...], "val": [...], "test": [...]}``, split by file name (:func:`split_of`)."""
     samples: list[Sample] = []
     for root in roots:
         if fmt == "folder":
@@ -104,11 +106,13 @@ def load_dataset(fmt: str, roots: list[Path], num_classes: int = 1, val_percent:
             samples += load_coco(root, Path(coco_json) if coco_json else None, max_side)
         else:
             raise VbgError(f"unknown data format {fmt!r}", "use folder, pet or coco")
-    train = [s for s in samples if not is_val(s.key, val_percent)]
-    val = [s for s in samples if is_val(s.key, val_percent)]
-    if not train:
-        raise VbgError("no training images left after the validation split", "add data or lower --val-percent")
-    return train, val
+    out: dict[str, list[Sample]] = {k: [] for k in SPLITS}
+    for s in samples:
+        out[split_of(s.key, val_percent, test_percent)].append(s)
+    if not out["train"]:
+        raise VbgError("no training images left after the validation and test splits",
+                       "add data or lower --val-percent / --test-percent")
+    return out
 
 
 __all__ = ["load_dataset", "split_pairs", "find_pairs"]

@@ -95,9 +95,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="labelled folder(s): DIR/images + DIR/masks or DIR/<source>/...")
     p.add_argument("--model", action="append", required=True,
                    help="model name, spec .json or .onnx with a spec beside it (repeatable)")
-    p.add_argument("--split", choices=("val", "train", "all"), default="val",
-                   help="which part of the fixed split to use (default val, as 'vbg train' holds out)")
+    p.add_argument("--split", choices=("val", "test", "train", "all"), default="val",
+                   help="which part of the fixed split to use (default val: choose on val, report test)")
     p.add_argument("--val-percent", type=float, default=15.0)
+    p.add_argument("--test-percent", type=float, default=15.0)
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads per model")
     p.add_argument("--backend", default="onnxruntime", help="onnxruntime (default), auto, cuda, tensorrt")
     p.add_argument("--limit", type=int, help="only the first N images")
@@ -109,8 +110,7 @@ def run(args: argparse.Namespace) -> int:
 
     pairs = find_pairs(args.data)
     if args.split != "all":
-        train, val = split_pairs(pairs, args.val_percent)
-        pairs = val if args.split == "val" else train
+        pairs = split_pairs(pairs, args.val_percent, args.test_percent)[args.split]
     if args.limit:
         pairs = pairs[: args.limit]
     if not pairs:

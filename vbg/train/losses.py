@@ -1,7 +1,9 @@
 """Losses: BCE / cross-entropy, soft Dice, and a boundary-weighted term.
 
 Binary targets are float (N, 1, H, W) in [0, 1] (soft teacher masks
-allowed); multi-class targets are long (N, H, W) class ids.
+allowed); multi-class targets are long (N, H, W) class ids. An optional
+per-pixel weight (N, 1, H, W) in [0, 1] leaves pixels out (0) of every term:
+where teachers disagree, the student is taught neither answer.
 """
 
 from __future__ import annotations
@@ -23,11 +25,18 @@ def boundary_band(target: torch.Tensor, width: int = 5) -> torch.Tensor:
 
 
 def dice_loss(prob: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
-    """1 - soft Dice, per image then averaged (small people count as much as big ones)."""
+    """1 - soft Dice, per image (and class) then averaged, so small people count
+    as much as big ones. Images with an empty target are left out: Dice has
+    no answer there (any false positive scores ~1, with no gradient), and the
+    cross-entropy teaches them.
+    """
     dims = tuple(range(2, prob.ndim))
     inter = (prob * target).sum(dims)
-    union = prob.sum(dims) + target.sum(dims)
-    return (1 - (2 * inter + eps) / (union + eps)).mean()
+    tsum = target.sum(dims)
+    union = prob.sum(dims) + tsum
+    per = 1 - (2 * inter + eps) / (union + eps)
+    has = (tsum >= 1).float()
+    return (per * has).sum() / has.sum().clamp(min=1.0)
 
 
 class SegLoss(nn.Module):
@@ -39,7 +48,8 @@ class SegLoss(nn.Module):
         self.num_classes, self.bce_w, self.dice_w, self.boundary_w = num_classes, bce_w, dice_w, boundary_w
         self.band, self.ignore_index = band, ignore_index
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(self, logits: torch.Tensor, target: torch.Tensor,
+                weight: torch.Tensor | None = None) -> torch.Tensor:
         if self.num_classes == 1:
             ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
             prob = torch.sigmoid(logits)
@@ -51,10 +61,17 @@ class SegLoss(nn.Module):
             onehot = F.one_hot(target.clamp(0, self.num_classes - 1), self.num_classes).permute(0, 3, 1, 2).float()
             onehot = onehot * valid[:, None]
             prob = prob * valid[:, None]
-        loss = self.bce_w * ce.mean()
+        if weight is None:
+            loss = self.bce_w * ce.mean()
+        else:
+            ce = ce * weight
+            loss = self.bce_w * ce.sum() / weight.sum().clamp(min=1.0)
+            prob, onehot = prob * weight, onehot * weight
         if self.dice_w:
             loss = loss + self.dice_w * dice_loss(prob, onehot)
         if self.boundary_w:
             band = boundary_band(onehot, self.band).amax(1, keepdim=True)
+            if weight is not None:
+                band = band * weight
             loss = loss + self.boundary_w * (ce * band).sum() / band.sum().clamp(min=1.0)
         return loss

@@ -1,0 +1,217 @@
+"""What teaches the model what is not a person: negatives, copy-paste, teacher labels, mining, the mix."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from conftest import BACKGROUND_BGR, PERSON_BGR, disc_frame, make_red_model  # noqa: E402
+
+from vbg.train.data import Sample  # noqa: E402
+from vbg.train.losses import SegLoss, dice_loss  # noqa: E402
+
+SMALL = {"enc_channels": (8, 12, 16, 24, 32), "dec_channels": (24, 16, 12, 8), "depths": (1, 1, 1, 1)}
+
+
+def _rooms(root, n: int, seed: int = 0) -> list:
+    """People-free 'rooms': textured blue scenes with no red."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        img = np.empty((90, 120, 3), np.uint8)
+        img[:] = BACKGROUND_BGR
+        img = np.clip(img.astype(np.int16) + rng.integers(-30, 31, (90, 120, 1)), 0, 255).astype(np.uint8)
+        cv2.rectangle(img, (10 + i % 40, 20), (50 + i % 40, 70), (120, 160, 60), -1)  # furniture
+        (root / f"room{i // 10}").mkdir(parents=True, exist_ok=True)
+        p = root / f"room{i // 10}" / f"{i:03d}.jpg"
+        cv2.imwrite(str(p), img)
+        paths.append(p)
+    return paths
+
+
+def _cutouts(root, n: int) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        alpha = np.zeros((60, 30), np.uint8)
+        cv2.ellipse(alpha, (15, 30), (12, 28), 0, 0, 360, 255, -1)
+        rgba = np.dstack([np.full((60, 30, 3), PERSON_BGR, np.uint8), alpha])
+        cv2.imwrite(str(root / f"p{i}.png"), rgba)
+
+
+def test_negatives_split_by_name_with_a_larger_test_share(tmp_path) -> None:
+    from vbg.train.scenes import load_negatives
+
+    _rooms(tmp_path / "indoor", 120)
+    parts = {s: load_negatives([tmp_path / "indoor"], s) for s in ("train", "val", "test")}
+    keys = [set(x.key for x in v) for v in parts.values()]
+    assert sum(len(k) for k in keys) == 120 and not (keys[0] & keys[1] or keys[0] & keys[2] or keys[1] & keys[2])
+    assert 15 <= len(parts["test"]) <= 45  # 25 % of 120, by hash
+    assert all(k.startswith("indoor/room") for k in keys[0])
+    s = parts["train"][0]
+    assert s.mask.shape == s.image.shape[:2] and not s.mask.any()
+    assert [x.key for x in load_negatives([tmp_path / "indoor"], "test")] == [x.key for x in parts["test"]]
+
+
+def test_compose_pastes_people_where_the_mask_says(tmp_path) -> None:
+    from vbg.train.scenes import compose, load_cutouts
+
+    _cutouts(tmp_path / "people", 3)
+    cuts = load_cutouts([tmp_path / "people"])
+    assert len(cuts) == 3 and cuts[0].alpha.shape == cuts[0].image.shape[:2]
+    bg = np.empty((120, 160, 3), np.uint8)
+    bg[:] = BACKGROUND_BGR
+    rng = np.random.default_rng(0)
+    agree, people = [], 0
+    for _ in range(40):
+        img, mask = compose(bg, cuts, (128, 72), rng)
+        assert img.shape == (72, 128, 3) and mask.shape == (72, 128)
+        red = img[..., 2].astype(int) - img[..., 0].astype(int) > 60
+        m = mask > 127
+        if m.sum() > 20:
+            people += 1
+            agree.append((red & m).sum() / (red | m).sum())
+    assert people >= 30  # one person or more nearly always
+    assert np.median(agree) > 0.9
+
+
+def test_labelled_people_become_cutouts() -> None:
+    from vbg.train.scenes import cutouts_from_samples
+
+    f, gt = disc_frame(96, 72, 40, 30, 15)
+    cuts = cutouts_from_samples([Sample(f, np.where(gt, 255, 0).astype(np.uint8), "a/1"),
+                                 Sample(f, np.zeros_like(gt, np.uint8), "a/2")])  # no person: no cut-out
+    assert len(cuts) == 1 and cuts[0].alpha.shape == (31, 31) and cuts[0].alpha.min() == 0
+
+
+def test_teacher_ensemble_ignores_pixels_where_teachers_disagree(tmp_path) -> None:
+    from vbg.train.teachers import ensemble_label, open_teacher, teacher_samples
+
+    # two "teachers": red-is-person, and a harder one that needs twice the red
+    a = open_teacher(make_red_model(tmp_path / "a.onnx", gain=12.0))
+    b = open_teacher(make_red_model(tmp_path / "b.onnx", gain=6.0))
+    f, gt = disc_frame(128, 96, 64, 48, 20)
+    mask, weight = ensemble_label([a, b], f)
+    assert mask.shape == weight.shape == (96, 128)
+    assert (mask[gt] > 200).mean() > 0.9 and (mask[~gt] < 60).mean() > 0.9
+    assert (weight == 255).mean() > 0.99  # they agree
+
+    class Inverted:  # calls everything the other way round
+        def infer(self, frames):
+            return 1.0 - a.infer(frames)
+
+    mask, weight = ensemble_label([a, Inverted()], f)
+    assert (weight == 0).mean() > 0.95  # they disagree nearly everywhere: nothing is taught
+    # from files: images and every 2nd video frame
+    d = tmp_path / "unl"
+    d.mkdir()
+    cv2.imwrite(str(d / "x.png"), f)
+    cv2.imwrite(str(d / "y.png"), f)
+    samples = teacher_samples([d / "x*"], [tmp_path / "a.json", tmp_path / "b.json"], every=2)
+    assert [s.key for s in samples] == ["unl/x"] and samples[0].soft and samples[0].weight is not None
+
+
+def test_loss_weight_leaves_pixels_out() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(2, 1, 16, 16)
+    target = (torch.rand(2, 1, 16, 16) > 0.5).float()
+    weight = torch.ones(2, 1, 16, 16)
+    loss = SegLoss(1)
+    assert torch.isclose(loss(logits, target, weight), loss(logits, target))
+    weight[..., :8] = 0  # half the pixels left out: changing the target there changes nothing
+    flipped = target.clone()
+    flipped[..., :8] = 1 - flipped[..., :8]
+    assert torch.isclose(loss(logits, target, weight), loss(logits, flipped, weight))
+    assert not torch.isclose(loss(logits, target), loss(logits, flipped))
+
+
+def test_dice_leaves_out_images_without_a_person() -> None:
+    prob = torch.full((2, 1, 8, 8), 0.5)
+    target = torch.zeros(2, 1, 8, 8)
+    target[0, 0, 2:6, 2:6] = 1
+    one = dice_loss(prob[:1], target[:1])
+    assert torch.isclose(dice_loss(prob, target), one)  # the empty image adds nothing
+    assert dice_loss(prob[1:], target[1:]) == 0
+
+
+def test_mix_sets_each_epochs_share_of_pools(tmp_path) -> None:
+    from vbg.train.trainer import EpochBatches, TrainConfig
+
+    cfg = TrainConfig(out=str(tmp_path), batch=4, mix={"labelled": 0.5, "negative": 0.2, "paste": 0.1,
+                                                       "teacher": 0.2})
+    sampler = EpochBatches({"labelled": 100, "negative": 30, "teacher": 0}, cfg)
+    assert set(sampler.mix) == {"labelled", "negative", "paste"}  # no teacher data: its share drops out
+    draws = sampler.draws()
+    count = {k: sum(1 for p, _ in draws if p == k) for k in sampler.mix}
+    assert count["labelled"] == 100  # one pass over the labelled images per epoch
+    assert count["negative"] == round(100 / (0.5 / 0.8) * (0.2 / 0.8))  # shares renormalised without teacher
+    assert abs(count["paste"] - count["negative"] / 2) <= 1
+    # hard-negative mining: draws follow the probabilities
+    sampler.negative_p = np.zeros(30)
+    sampler.negative_p[7] = 1.0
+    assert {i for p, i in sampler.draws() if p == "negative"} == {7}
+    with pytest.raises(ValueError, match="labelled share"):
+        EpochBatches({"labelled": 0, "negative": 30}, TrainConfig(out="x", mix={"negative": 1.0}))
+
+
+def test_mining_weights_the_scenes_the_model_fires_on(tmp_path) -> None:
+    from vbg.train.trainer import TrainConfig, mine_negatives
+
+    class Fires(torch.nn.Module):  # calls the left half of the second scene person
+        def forward(self, x):
+            out = torch.full((x.shape[0], 1, *x.shape[2:]), -5.0)
+            green = x[:, 1].mean((1, 2))
+            out[green > 0.5, :, :, : x.shape[3] // 2] = 5.0
+            return out
+
+    blank = np.zeros((40, 40, 3), np.uint8)
+    green = blank.copy()
+    green[..., 1] = 255
+    scenes = [Sample(blank, np.zeros((40, 40), np.uint8), "n/0"), Sample(green, np.zeros((40, 40), np.uint8), "n/1")]
+    p = mine_negatives(Fires(), scenes, TrainConfig(out=str(tmp_path), val_size=(32, 32), channels_last=False))
+    assert np.isclose(p.sum(), 1) and np.isclose(p[0], 0.25) and np.isclose(p[1], 0.75)
+
+
+def test_training_with_every_pool_records_people_free_figures(tmp_path) -> None:
+    from vbg.train.scenes import cutouts_from_samples, load_negatives
+    from vbg.train.trainer import TrainConfig, train
+
+    rng = np.random.default_rng(1)
+    labelled = []
+    for i in range(24):
+        f, gt = disc_frame(96, 72, rng.uniform(30, 66), rng.uniform(25, 47), rng.uniform(12, 18), seed=i)
+        labelled.append(Sample(f, np.where(gt, 255, 0).astype(np.uint8), f"syn/{i}"))
+    _rooms(tmp_path / "indoor", 40)
+    negatives = load_negatives([tmp_path / "indoor"], "train") + load_negatives([tmp_path / "indoor"], "test")
+    val_neg = load_negatives([tmp_path / "indoor"], "val")
+    soft = [Sample(s.image, s.mask, f"t/{i}", soft=True, weight=np.full(s.mask.shape, 255, np.uint8))
+            for i, s in enumerate(labelled[:8])]
+    cfg = TrainConfig(out=str(tmp_path / "run"), arch="unet-lite", arch_options=SMALL, sizes=[(64, 48)],
+                      val_size=(64, 48), batch=4, epochs=3, lr=1e-2, workers=0, ema=0.0, mine_every=1,
+                      mix={"labelled": 0.5, "negative": 0.2, "paste": 0.1, "teacher": 0.2},
+                      augment={"paste_p": 0.0, "whole_p": 1.0, "rotate": 0.0, "color_p": 0.0, "blur_p": 0.0,
+                               "noise_p": 0.0, "jpeg_p": 0.0})
+    res = train(cfg, labelled[:20], labelled[20:], negatives=negatives, teacher=soft,
+                cutouts=cutouts_from_samples(labelled[:20]), val_negatives=val_neg or negatives[:4], progress=False)
+    rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
+    assert {"fp_area", "fp_over_1", "val_score", "iou_syn"} <= set(rows[0])
+    last = rows[-1]
+    assert np.isclose(float(last["val_score"]), float(last["val_iou"]) - float(last["fp_area"]))
+    assert res["best_score"] == max(float(r["val_score"]) for r in rows)
+    conf = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert conf["mix"]["negative"] == 0.2 and conf["mine_every"] == 1
+
+
+def test_train_cli_mix_is_checked(tmp_path, capsys) -> None:
+    from vbg import cli
+
+    rc = cli.main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--mix", "people=0.3"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--mix has an unknown pool 'people'" in err and len(err.strip().splitlines()) == 1
+    rc = cli.main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--teacher", "x.json"])
+    assert rc == 2 and "--teacher needs --distill" in capsys.readouterr().err
