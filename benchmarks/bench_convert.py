@@ -216,7 +216,7 @@ def run_naive(clip: Path, spec_path: Path, bg_path: Path, out: Path) -> dict[str
 # ---------------------------------------------------------------------------
 def vbg_available() -> bool:
     try:
-        import vbg.batch as batch
+        import vbg.apps.batch as batch
     except ImportError:
         return False
     return hasattr(batch, "convert_video")
@@ -224,7 +224,7 @@ def vbg_available() -> bool:
 
 def run_vbg(clip: Path, spec_path: Path, bg_path: Path, out: Path, preset: str | None = None) -> dict[str, Any]:
     """``vbg --input clip --bg beach.jpg --model spec -o out [--preset P]`` with default settings."""
-    from vbg.batch import DEFAULT_PRESET, convert_video
+    from vbg.apps.batch import DEFAULT_PRESET, convert_video
     from vbg.settings import Settings
 
     settings = Settings(model=str(spec_path), bg=str(bg_path))
@@ -246,8 +246,8 @@ def preprocess_ms(clip: Path, spec_path: Path, n: int = 40, batch: int = 4) -> f
     pyramid (shared with the later stages), the model-size copy from it, colour and normalisation."""
     import av
 
-    from vbg.preprocess import FramePyramid, Preprocessor
     from vbg.spec import ModelSpec
+    from vbg.stages.preprocess import FramePyramid, Preprocessor
 
     spec = ModelSpec.load(spec_path)
     pre = Preprocessor(spec)

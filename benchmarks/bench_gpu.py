@@ -162,7 +162,7 @@ def write_clip(path: Path, w: int, h: int, n: int) -> None:
 
 
 def convert(src: Path, dst: Path, settings: Any, backend: Any, gpu: bool, batch: int) -> float:
-    import vbg.batch as vb
+    import vbg.apps.batch as vb
 
     original = vb._make_pipeline
     if gpu:  # the GPU pipeline in vbg.batch's loop (decode and encode threads unchanged)

@@ -28,10 +28,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vbg.backgrounds import cover_fit  # noqa: E402
-from vbg.live import Delivery, LiveLoop  # noqa: E402
+from vbg.loop import Delivery, LiveLoop  # noqa: E402
 from vbg.models import list_models  # noqa: E402
 from vbg.settings import Settings  # noqa: E402
+from vbg.stages.backgrounds import cover_fit  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 PEER = ROOT / "benchmarks" / "peers" / "mediapipe_selfie.json"

@@ -34,13 +34,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vbg.backgrounds import BlurBackground, ColorBackground, ImageBackground  # noqa: E402
-from vbg.composite import Compositor  # noqa: E402
-from vbg.matte import Matte  # noqa: E402
 from vbg.models import resolve_model  # noqa: E402
-from vbg.preprocess import FramePyramid, Preprocessor, shrink  # noqa: E402
-from vbg.smooth import TemporalSmoother  # noqa: E402
 from vbg.spec import InputSpec, ModelSpec, OutputSpec  # noqa: E402
+from vbg.stages.backgrounds import BlurBackground, ColorBackground, open_background  # noqa: E402
+from vbg.stages.composite import Compositor  # noqa: E402
+from vbg.stages.matte import Matte  # noqa: E402
+from vbg.stages.preprocess import FramePyramid, Preprocessor, shrink  # noqa: E402
+from vbg.stages.smooth import TemporalSmoother  # noqa: E402
 
 MODEL = resolve_model(None).size  # the default model's input size: the mask the stages get
 
@@ -143,7 +143,7 @@ class StageRunner:
             img, _ = scene(1600, 1000, seed=7)
             path = Path("/tmp/vbg-bench-bg.png")
             cv2.imwrite(str(path), img)
-            back = ImageBackground(path)
+            back = open_background(str(path))
         else:
             back = ColorBackground((0, 177, 64))
         self.comp = Compositor(back, 0.0)  # type: ignore[arg-type]

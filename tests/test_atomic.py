@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from vbg import atomic
-from vbg.atomic import atomic_folder, atomic_output
+from vbg.io import atomic
+from vbg.io.atomic import atomic_folder, atomic_output
 
 
 def test_success_renames_into_place(tmp_path: Path) -> None:

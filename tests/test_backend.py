@@ -39,7 +39,7 @@ def test_bad_spec_names(tmp_path, red_model):
     d["input"]["name"] = "nope"
     p = tmp_path / "bad.json"
     p.write_text(json.dumps(d))
-    with pytest.raises(VbgError, match="input 'nope' not in ONNX"):
+    with pytest.raises(VbgError, match="input.name 'nope' is not in the ONNX .it has input."):
         create_backend(ModelSpec.load(p), "onnxruntime")
     d["input"]["name"] = "input"
     d["output"]["kind"] = "weird"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import PERSON_BGR, disc_frame
 
-from vbg.cli import main
+from vbg.apps.cli import main
 
 BEACH_BGR = (180, 200, 230)  # a flat "beach" background image
 

@@ -12,8 +12,8 @@ import pytest
 from conftest import PERSON_BGR, make_red_model
 from media import disc_centre, make_clip, probe
 
-from vbg.batch import ConvertStats, convert_video
-from vbg.cli import main
+from vbg.apps.batch import ConvertStats, convert_video
+from vbg.apps.cli import main
 from vbg.settings import Settings
 
 W, H, N = 320, 240, 36

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from conftest import disc_frame
 
-from vbg.capture import CameraReader, CaptureThread, Source
 from vbg.errors import VbgError
+from vbg.io.capture import CameraReader, CaptureThread, Source
 
 BITS, BLOCK = 10, 16  # frame number: 10 blocks of 16x16 along the top edge
 

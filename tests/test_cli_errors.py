@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from media import make_clip
 
-from vbg.cli import main
+from vbg.apps.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 ONE_LINE = re.compile(r"^vbg: error: .+ \(.+\)$")
@@ -116,9 +116,9 @@ def test_video_without_frames(capsys: pytest.CaptureFixture[str], work: Path, re
 def test_corrupt_image_and_empty_folder(capsys: pytest.CaptureFixture[str], work: Path, red_model: Path) -> None:
     bad = work / "bad.jpg"
     bad.write_bytes(b"not a jpeg at all")
-    fails(capsys, work, "-i", bad, "--model", red_model, expect="cannot read image")
+    fails(capsys, work, "-i", bad, "--model", red_model, expect="not an image, or the file is corrupt")
     (work / "empty").mkdir()
-    fails(capsys, work, "-i", work / "empty", "--model", red_model, expect="no images in")
+    fails(capsys, work, "-i", work / "empty", "--model", red_model, expect="no images or videos in")
 
 
 def test_unreadable_background(capsys: pytest.CaptureFixture[str], work: Path, red_model: Path) -> None:
@@ -169,7 +169,7 @@ def test_bad_config_file(capsys: pytest.CaptureFixture[str], work: Path, red_mod
     cfg.write_text("[vbg]\nthreshold = 7\n")
     fails(capsys, work, "-i", work / "in.mp4", "--model", red_model, "--config", cfg, expect="threshold 7")
     fails(capsys, work, "-i", work / "in.mp4", "--model", red_model, "--config", work / "none.toml",
-          expect="cannot read config")
+          expect="none.toml not found")
 
 
 def _unwritable_dir(tmp_path: Path) -> Path:
@@ -277,5 +277,5 @@ def test_ctrl_c_in_a_real_process_leaves_nothing(work: Path, red_model: Path, tm
     out, err = p.communicate(timeout=60)
     if "vbg: 240 frames" in out:
         pytest.skip("the conversion finished before the signal arrived")
-    assert p.returncode == 130 and err.strip() == "vbg: interrupted", err
+    assert p.returncode == 130 and err.strip() == "vbg: interrupted; unfinished outputs were removed", err
     assert list(out_dir.iterdir()) == []

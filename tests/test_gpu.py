@@ -30,16 +30,16 @@ import pytest
 from conftest import BACKGROUND_BGR, disc_frame
 
 from vbg.backends.onnxruntime import OnnxRuntimeBackend
-from vbg.backgrounds import BlurBackground, make_background
-from vbg.composite import Compositor
 from vbg.errors import VbgError
 from vbg.gpu import device
 from vbg.gpu import kernels as K
-from vbg.matte import Matte
-from vbg.preprocess import FramePyramid, Preprocessor, decode_output, shrink
-from vbg.settings import BackgroundSpec, Settings
-from vbg.smooth import TemporalSmoother
+from vbg.settings import Settings
 from vbg.spec import ModelSpec
+from vbg.stages.backgrounds import BackgroundSpec, BlurBackground, open_background
+from vbg.stages.composite import Compositor
+from vbg.stages.matte import Matte
+from vbg.stages.preprocess import FramePyramid, Preprocessor, decode_output, shrink
+from vbg.stages.smooth import TemporalSmoother
 
 
 @pytest.fixture
@@ -159,11 +159,11 @@ def test_ref_smoother_matches_temporal_smoother(strength: float) -> None:
         if i == 3:  # a big jump of the mask with a still frame counts as motion too
             m = np.clip(1.0 - m, 0, 1)
         want = cpu(m, f)
-        got = ref(m, K.ref_pyramid(f).gray((64, 48)))
+        got = ref.step(m, K.ref_pyramid(f).gray((64, 48)))
         assert np.array_equal(got, want), (i, float(np.abs(got - want).max()))
     assert cpu.cuts == ref.cuts == 1
     # Without a frame: the mask-only rule.
-    assert np.array_equal(ref(person_mask(frames[0])), cpu(person_mask(frames[0]), None))
+    assert np.array_equal(ref.step(person_mask(frames[0])), cpu(person_mask(frames[0]), None))
 
 
 @pytest.mark.parametrize("guided", [True, False])
@@ -220,7 +220,7 @@ def test_fixed_point_taps() -> None:
 def test_ref_composite_matches_compositor(bg: str, feather: float) -> None:
     frame, _ = disc_frame(641, 359, 250, 180, 120, seed=5)
     res = Matte(0.5, 4.0, feather).compute(person_mask(frame), frame)
-    background = make_background(BackgroundSpec.parse(bg))
+    background = open_background(BackgroundSpec.parse(bg))
     want = Compositor(background, 0.0)(frame, res.alpha, res.coverage)
     host_bg = background.get(frame)
     assert np.array_equal(K.ref_composite(frame, None if host_bg is None else host_bg.copy(), res.alpha), want)
@@ -405,10 +405,10 @@ def test_gpu_smoother_matches_cpu(dev: Dev, kern: K.Kernels) -> None:
             m = person_mask(f, seed=i)
             gray = kern.pyramid(dev.cp.asarray(f[None])).gray((64, 48))[0]
             want = cpu(m, f)
-            assert np.array_equal(gpu(dev.cp.asarray(m), gray).get(), want), (strength, i)
+            assert np.array_equal(gpu.step(dev.cp.asarray(m), gray).get(), want), (strength, i)
         assert gpu.cuts == cpu.cuts == 1
         gpu.reset()
-        assert gpu(dev.cp.asarray(m)).get().tolist() == m.tolist()  # no state after reset
+        assert gpu.step(dev.cp.asarray(m)).get().tolist() == m.tolist()  # no state after reset
 
 
 @pytest.mark.parametrize("guided", [True, False])
@@ -453,7 +453,7 @@ def test_composite_kernel_exact(dev: Dev, kern: K.Kernels, bg: str) -> None:
     cp = dev.cp
     frames = [disc_frame(480, 270, 150 + 80 * i, 135, 90, seed=6 + i)[0] for i in range(2)]
     results = [Matte(0.5, 4.0, 2.0).compute(person_mask(f), f) for f in frames]
-    background = make_background(BackgroundSpec.parse(bg))
+    background = open_background(BackgroundSpec.parse(bg))
     hosts = []
     for f in frames:  # copies: the blur background reuses one buffer
         x = background.get(f)

@@ -20,9 +20,9 @@ from PySide6.QtCore import Qt  # noqa: E402
 from test_capture import make_clip  # noqa: E402
 from test_live import GREEN, NO_DEVICE, FakeVirtualCamera, check_composite  # noqa: E402
 
-from vbg.gui.app import MainWindow, load_settings  # noqa: E402
-from vbg.gui.preview import PreviewWindow  # noqa: E402
-from vbg.live import LiveLoop  # noqa: E402
+from vbg.apps.gui.app import MainWindow, load_settings  # noqa: E402
+from vbg.apps.gui.preview import PreviewWindow  # noqa: E402
+from vbg.loop import LiveLoop  # noqa: E402
 from vbg.settings import Settings  # noqa: E402
 from vbg.sinks.vcam import LINUX_SETUP  # noqa: E402
 
@@ -127,7 +127,7 @@ def test_background_picker(qtbot: Any, make_window: Callable[..., MainWindow], b
 
     other = tmp_path / "picked.png"
     cv2.imwrite(str(other), np.full((50, 80, 3), 128, np.uint8))
-    monkeypatch.setattr("vbg.gui.app.QFileDialog.getOpenFileName", lambda *a, **k: (str(other), ""))
+    monkeypatch.setattr("vbg.apps.gui.app.QFileDialog.getOpenFileName", lambda *a, **k: (str(other), ""))
     win.bg_list.itemClicked.emit(win.bg_list.item(5))  # File…
     assert win.settings.bg == str(other)
     _, d = next_frame(qtbot, win, lambda d: d.settings.bg == str(other))
@@ -229,9 +229,9 @@ def test_missing_camera_shows_reason_and_recovers(qtbot: Any, make_window: Calla
 
 def test_ui_thread_never_waits_on_inference(qtbot: Any, make_window: Callable[..., MainWindow],
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    import vbg.live
+    import vbg.loop
 
-    real = vbg.live.create_backend
+    real = vbg.loop.create_backend
 
     class SlowBackend:  # a slow machine: each inference takes 300 ms
         def __init__(self, inner: Any) -> None:
@@ -241,10 +241,13 @@ def test_ui_thread_never_waits_on_inference(qtbot: Any, make_window: Callable[..
             time.sleep(0.3)
             return self.inner.infer(frames)
 
+        def reset(self) -> None:
+            self.inner.reset()
+
         def close(self) -> None:
             self.inner.close()
 
-    monkeypatch.setattr(vbg.live, "create_backend", lambda spec, name: SlowBackend(real(spec, name)))
+    monkeypatch.setattr(vbg.loop, "create_backend", lambda spec, name: SlowBackend(real(spec, name)))
     win = make_window()
     next_frame(qtbot, win)
     ticks: list[float] = []

@@ -16,8 +16,8 @@ import pyvirtualcam
 from conftest import PERSON_BGR
 from test_capture import make_clip
 
-from vbg import cli
-from vbg.live import Delivery, LiveLoop
+from vbg.apps import cli
+from vbg.loop import Delivery, LiveLoop
 from vbg.settings import Settings
 from vbg.sinks.vcam import LINUX_SETUP, VirtualCamSink, device_readers
 

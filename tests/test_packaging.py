@@ -34,7 +34,7 @@ def test_assets_install_inside_the_package() -> None:
 
 
 def test_bundled_background_by_name() -> None:
-    from vbg.settings import BackgroundSpec
+    from vbg.stages.backgrounds import BackgroundSpec
 
     bg = BackgroundSpec.parse("beach")
     assert bg.kind == "image" and bg.path is not None and bg.path.is_file()

@@ -322,8 +322,9 @@ class _SpySession:
     requested: list[list[str]] = []
 
     def __new__(cls, path, so=None, providers=None):  # type: ignore[no-untyped-def]
-        cls.requested.append(list(providers or []))
-        return _REAL_SESSION(path, so, providers=[p for p in providers or [] if p in _REAL_PROVIDERS()]
+        names = [p[0] if isinstance(p, tuple) else p for p in providers or []]  # (name, options) or name
+        cls.requested.append(names)
+        return _REAL_SESSION(path, so, providers=[p for p in names if p in _REAL_PROVIDERS()]
                              or ["CPUExecutionProvider"])
 
 
@@ -351,7 +352,8 @@ def test_auto_falls_back_to_ort_cuda(spec: ModelSpec, engines: Path, monkeypatch
 def test_cuda_backend_refused_without_provider(spec: ModelSpec) -> None:
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("onnxruntime-gpu is installed here")
-    with pytest.raises(VbgError, match="ONNX Runtime has no CUDA provider here"):
+    with pytest.raises(VbgError, match="backend cuda needs ONNX Runtime's CUDAExecutionProvider, which is not "
+                                       "installed .available here: CPU.*install onnxruntime-gpu"):
         create_backend(spec, "cuda")
 
 
@@ -376,7 +378,7 @@ def test_auto_picks_tensorrt_when_an_engine_exists(spec: ModelSpec, engines: Pat
 
 def test_vbg_cli_refuses_tensorrt_backend(red_model: Path, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    from vbg.cli import main
+    from vbg.apps.cli import main
 
     if trt_backend.available():
         pytest.skip("TensorRT and a GPU are present")

@@ -297,7 +297,7 @@ def test_train_cli_without_torch_is_clean(tmp_path) -> None:
     import sys
 
     code = ("import sys; sys.modules['torch'] = None\n"
-            "from vbg.cli import main\n"
+            "from vbg.apps.cli import main\n"
             f"sys.exit(main(['train', '--data', {str(tmp_path)!r}, '--out', {str(tmp_path / 'o')!r}]))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
@@ -305,7 +305,7 @@ def test_train_cli_without_torch_is_clean(tmp_path) -> None:
 
 
 def test_train_cli_missing_init_checkpoint_is_one_line(tmp_path, capsys) -> None:
-    from vbg import cli
+    from vbg.apps import cli
 
     rc = cli.main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
                    "--init", str(tmp_path / "missing.pt")])
@@ -315,7 +315,7 @@ def test_train_cli_missing_init_checkpoint_is_one_line(tmp_path, capsys) -> None
 
 
 def test_train_cli_augment_overrides_are_checked(tmp_path, capsys) -> None:
-    from vbg import cli
+    from vbg.apps import cli
     from vbg.train.augment import AugmentConfig
     from vbg.train.commands import parse_augment
 
@@ -368,7 +368,7 @@ def test_orientation_match_validates_portrait_upright_and_exports_both(tmp_path)
 def test_export_averages_checkpoints_of_one_network(tmp_path, capsys) -> None:
     import json
 
-    from vbg import cli
+    from vbg.apps import cli
     from vbg.train.trainer import load_average, load_trained, train
 
     samples = _synthetic_samples(10)

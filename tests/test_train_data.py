@@ -208,7 +208,7 @@ def test_training_with_every_pool_records_people_free_figures(tmp_path) -> None:
 
 
 def test_train_cli_mix_is_checked(tmp_path, capsys) -> None:
-    from vbg import cli
+    from vbg.apps import cli
 
     rc = cli.main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--mix", "people=0.3"])
     err = capsys.readouterr().err

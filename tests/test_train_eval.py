@@ -64,7 +64,7 @@ def test_evaluate_models_iou(tmp_path, red_model) -> None:
 
 
 def test_eval_cli_side_by_side(tmp_path, red_model, capsys) -> None:
-    from vbg.cli import main
+    from vbg.apps.cli import main
 
     expected = _write_set(tmp_path / "set")
     out = tmp_path / "res.json"
@@ -79,7 +79,7 @@ def test_eval_cli_side_by_side(tmp_path, red_model, capsys) -> None:
 
 
 def test_eval_cli_bad_folder(tmp_path, red_model, capsys) -> None:
-    from vbg.cli import main
+    from vbg.apps.cli import main
 
     rc = main(["eval", "--data", str(tmp_path / "nope"), "--model", str(red_model)])
     assert rc == 2

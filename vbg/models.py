@@ -9,32 +9,19 @@ A model is a JSON spec (see ``vbg.spec``) with its ONNX file beside it.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .assets import bundled_models_dir
 from .errors import VbgError
-from .settings import config_dir
+from .paths import user_models_dir
 from .spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
 
-def bundled_dir() -> Path:
-    """``assets/models`` in a checkout, or the copy installed as ``vbg/assets``."""
-    here = Path(__file__).resolve().parent
-    for cand in (here / "assets" / "models", here.parent / "assets" / "models"):
-        if cand.is_dir():
-            return cand
-    return here / "assets" / "models"
-
-
-def assets_dir() -> Path:
-    return bundled_dir().parent
-
-
 def user_dir() -> Path:
-    return Path(os.environ["VBG_MODELS"]) if os.environ.get("VBG_MODELS") else config_dir() / "models"
+    return user_models_dir()
 
 
 @dataclass(frozen=True)
@@ -46,7 +33,7 @@ class ModelEntry:
 
 def list_models() -> list[ModelEntry]:
     entries: list[ModelEntry] = []
-    for origin, d in (("bundled", bundled_dir()), ("user", user_dir())):
+    for origin, d in (("bundled", bundled_models_dir()), ("user", user_dir())):
         if not d.is_dir():
             continue
         for js in sorted(d.glob("*.json")):

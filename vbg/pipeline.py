@@ -1,95 +1,106 @@
-"""The per-frame pipeline: segment -> smooth -> matte -> composite.
+"""The per-frame pipeline: segment -> smooth -> matte -> composite, and ``make_pipeline``.
 
-``Pipeline`` owns one instance of each stage and times each call. Settings
-changes (``update``) take effect from the next frame without restarting
-anything, so the GUI can drive it from another thread.
+``Pipeline`` owns one instance of each stage and times each call.
+``update(settings)`` applies new settings from the next frame without
+restarting anything; it is called on the thread that runs ``process`` (the
+live loop's one settings mailbox is ``LiveLoop.update``).
 
 Each frame's downscaled copies (``FramePyramid``) are made once and shared by
 the model's input, the smoother and the matte; the matte's tile ``Coverage`` goes on to the
 compositor so that only edge tiles are blended. Outputs are new arrays every
 frame (a writer thread may still hold the previous ones); the big scratch
 buffers inside the stages are reused.
+
+``make_pipeline(settings, backend)`` is the one factory: the GPU pipeline
+when the backend runs on a CUDA device and CuPy sees one, else this one.
 """
 
 from __future__ import annotations
 
-import threading
+import logging
 import time
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
 from .backends.base import Backend
-from .backgrounds import Background, make_background
-from .composite import Compositor
-from .matte import Matte, MatteResult
-from .preprocess import FramePyramid
-from .segment import Segmenter
+from .gpu import device as gpu_device
+from .gpu.pipeline import GpuPipeline
+from .outputs import Output
 from .settings import Settings
-from .smooth import TemporalSmoother
+from .stages.backgrounds import Background, open_background
+from .stages.composite import Compositor
+from .stages.matte import Matte
+from .stages.preprocess import FramePyramid
+from .stages.segment import Segmenter
+from .stages.smooth import TemporalSmoother
+
+log = logging.getLogger(__name__)
 
 STAGES = ("segment", "smooth", "matte", "composite")
 
+__all__ = ["Output", "Pipeline", "FramePipeline", "make_pipeline", "STAGES"]
 
-class Output:
-    """One processed frame.
 
-    ``frame``: BGR uint8 (H, W, 3), or BGRA (H, W, 4) for a ``none``
-    background; None when compositing was skipped. ``alpha``: float32 (H, W)
-    in [0, 1], made on first use when given as the matte's result (a
-    composited-only frame never needs it). ``mask``: the smoothed low-res
-    float32 mask. ``timings``: milliseconds per stage.
-    """
+class FramePipeline(Protocol):
+    """What batch, live and the GUI drive: ``Pipeline`` or ``GpuPipeline``."""
 
-    def __init__(self, frame: np.ndarray | None, alpha: np.ndarray | MatteResult, mask: np.ndarray,
-                 timings: dict[str, float] | None = None) -> None:
-        self.frame = frame
-        self._alpha = alpha
-        self.mask = mask
-        self.timings = {} if timings is None else timings
+    settings: Settings
 
-    @property
-    def alpha(self) -> np.ndarray:
-        a = self._alpha
-        return a if isinstance(a, np.ndarray) else a.alpha
+    def process(self, frame: np.ndarray) -> Output: ...
+
+    def process_batch(self, frames: Sequence[np.ndarray]) -> list[Output]: ...
+
+    def update(self, settings: Settings, background: Background | None = None) -> None: ...
+
+    def reset(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, backend: Backend, *, composite: bool = True) -> None:
+    """The CPU pipeline. ``background``: an already opened background for
+    ``settings.bg`` (else it is opened here), so a run opens it once; the
+    pipeline closes only a background it opened itself."""
+
+    def __init__(self, settings: Settings, backend: Backend, *, composite: bool = True,
+                 background: Background | None = None) -> None:
+        self.backend = backend
         self.segmenter = Segmenter(backend)
         self.smoother = TemporalSmoother(settings.smoothing)
         self.matte = Matte(settings.threshold, settings.slope, settings.feather)
-        self.compositor = Compositor(make_background(settings.background), settings.light_wrap)
+        with settings.blame("bg"):
+            bg = background if background is not None else open_background(settings.background)
+        self._own_bg = background is None
+        self.compositor = Compositor(bg, settings.light_wrap)
         self.composite = composite
         self.settings = settings
-        self._pending: Settings | None = None
-        self._lock = threading.Lock()
 
     # -- settings ------------------------------------------------------
-    def update(self, settings: Settings) -> None:
-        """Apply new settings from the next frame on (thread-safe)."""
-        with self._lock:
-            self._pending = settings
+    def update(self, settings: Settings, background: Background | None = None) -> None:
+        """Apply new settings from the next frame on; call it on the processing thread.
 
-    def _apply_pending(self) -> None:
-        with self._lock:
-            new, self._pending = self._pending, None
-        if new is None:
-            return
+        A changed background is opened here (VbgError if it cannot be, and
+        the old one stays), unless ``background`` brings it already open.
+        """
         old = self.settings
-        self.smoother.strength = new.smoothing
-        self.matte.threshold, self.matte.slope, self.matte.feather = new.threshold, new.slope, new.feather
-        self.compositor.light_wrap = new.light_wrap
-        if new.bg != old.bg:
-            bg: Background = make_background(new.background)
-            self.compositor.background.close()
-            self.compositor.background = bg
-        self.settings = new
+        if settings.bg != old.bg:
+            bg = background if background is not None else open_background(settings.background)
+            if self._own_bg:
+                self.compositor.background.close()
+            self.compositor.background, self._own_bg = bg, background is None
+        self.smoother.strength = settings.smoothing
+        self.matte.threshold, self.matte.slope, self.matte.feather = (settings.threshold, settings.slope,
+                                                                      settings.feather)
+        self.compositor.light_wrap = settings.light_wrap
+        self.settings = settings
 
     def reset(self) -> None:
-        """Forget temporal state (new clip or scene)."""
+        """Forget temporal state (new clip or scene), the model's recurrent state included."""
         self.smoother.reset()
         self.matte.reset()
+        self.backend.reset()
 
     # -- processing ----------------------------------------------------
     def process(self, frame: np.ndarray) -> Output:
@@ -97,7 +108,6 @@ class Pipeline:
 
     def process_batch(self, frames: Sequence[np.ndarray]) -> list[Output]:
         """Run a batch through the model at once, then the per-frame stages in order."""
-        self._apply_pending()
         t0 = time.perf_counter()
         pyramids = [FramePyramid(f) for f in frames]
         masks = self.segmenter(frames, pyramids)
@@ -117,4 +127,15 @@ class Pipeline:
         return outs
 
     def close(self) -> None:
-        self.compositor.background.close()
+        if self._own_bg:
+            self.compositor.background.close()
+
+
+def make_pipeline(settings: Settings, backend: Backend, *, composite: bool = True,
+                  background: Background | None = None) -> FramePipeline:
+    """The pipeline for this backend: on the GPU when the backend runs on a
+    CUDA device and CuPy sees a GPU (frames then stay on the device), else on the CPU."""
+    if getattr(backend, "device", "cpu") == "cuda" and gpu_device.gpu_available():
+        log.info("GPU pipeline on %s", gpu_device.probe_gpu().name)
+        return GpuPipeline(settings, backend, composite=composite, background=background)
+    return Pipeline(settings, backend, composite=composite, background=background)

@@ -27,6 +27,15 @@ then needs dynamic spatial axes. ``output.kind`` is one of:
 * ``logits``: one channel, sigmoid gives the person probability
 * ``softmax``: C class probabilities, ``person_channel`` is the person
 * ``softmax_logits``: C class logits, softmax then ``person_channel``
+
+A model with recurrent state (RobustVideoMatting-style ``r1i..r4i`` in,
+``r1o..r4o`` out) lists it under ``state``: each entry names an input, the
+output that feeds it on the next frame, and its initial shape (zeros)::
+
+    "state": [{"input": "r1i", "output": "r1o", "shape": [1, 16, 72, 128]}, ...]
+
+Such a model runs one frame at a time; ``Backend.reset()`` (called by
+``Pipeline.reset()``: a new clip, a scene cut) sets the state back to zeros.
 """
 
 from __future__ import annotations
@@ -76,6 +85,14 @@ class OutputSpec:
 
 
 @dataclass(frozen=True)
+class StateSpec:
+    input: str
+    output: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
     onnx: Path
@@ -83,6 +100,7 @@ class ModelSpec:
     output: OutputSpec
     description: str = ""
     path: Path | None = None  # the JSON file this spec was read from
+    state: tuple[StateSpec, ...] = ()  # recurrent inputs/outputs, empty for a stateless model
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -122,6 +140,8 @@ class ModelSpec:
             )
             onnx = Path(d["onnx"])
             name = str(d.get("name") or onnx.stem)
+            state = tuple(StateSpec(str(e["input"]), str(e["output"]), tuple(int(v) for v in e["shape"]),
+                                    str(e.get("dtype", "float32"))) for e in d.get("state", []))
         except (KeyError, TypeError, ValueError) as exc:
             raise VbgError(f"invalid model spec{where}: {exc!r}",
                            "see vbg/spec.py for the spec format") from None
@@ -145,9 +165,15 @@ class ModelSpec:
         if inp.width <= 0 or inp.height <= 0 or inp.scale <= 0:
             raise VbgError(f"invalid model spec{where}: width, height and scale must be > 0",
                            "fix the spec's input size")
-        known = {"name", "onnx", "input", "output", "description"}
+        if any(min(st.shape, default=0) <= 0 for st in state):
+            raise VbgError(f"invalid model spec{where}: a state shape needs positive sizes",
+                           "fix the spec's state shapes")
+        if state and inp.orientation == "match":
+            raise VbgError(f"invalid model spec{where}: a model with state runs at one input size",
+                           "set input.orientation to \"fixed\"")
+        known = {"name", "onnx", "input", "output", "description", "state"}
         return cls(name=name, onnx=onnx, input=inp, output=out,
-                   description=str(d.get("description", "")), path=base,
+                   description=str(d.get("description", "")), path=base, state=state,
                    extra={k: v for k, v in d.items() if k not in known})
 
     @classmethod
@@ -175,6 +201,8 @@ class ModelSpec:
                       "orientation": i.orientation},
             "output": {"name": o.name, "kind": o.kind, "layout": o.layout,
                        "person_channel": o.person_channel},
+            **({"state": [{"input": st.input, "output": st.output, "shape": list(st.shape), "dtype": st.dtype}
+                          for st in self.state]} if self.state else {}),
             **self.extra,
         }
 

@@ -19,11 +19,18 @@ class Backend(Protocol):
     probabilities in [0, 1] at the model's resolution: ``spec.size``, or its
     portrait twin for portrait frames when the backend honours the spec's
     ``orientation: match``.
+
+    ``device`` is ``"cpu"`` or ``"cuda"`` (where the model's tensors live:
+    ``make_pipeline`` keeps frames on the GPU for a ``"cuda"`` backend).
+    ``reset()`` forgets recurrent state (a no-op for stateless models).
     """
 
     name: str
     spec: ModelSpec
+    device: str
 
     def infer(self, frames: Sequence[np.ndarray]) -> np.ndarray: ...
+
+    def reset(self) -> None: ...
 
     def close(self) -> None: ...

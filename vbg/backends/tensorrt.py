@@ -24,8 +24,8 @@ import numpy as np
 from ..errors import VbgError
 from ..gpu import engine as eng
 from ..gpu.device import gpu_available, has_module, probe_gpu, require_cupy, require_tensorrt
-from ..preprocess import Preprocessor, decode_output
 from ..spec import ModelSpec
+from ..stages.preprocess import Preprocessor, decode_output
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +62,14 @@ def chunks(n: int, max_batch: int) -> list[tuple[int, int]]:
 
 class TensorRTBackend:
     name = "tensorrt"
+    device = "cuda"
 
     def __init__(self, spec: ModelSpec, engine_path: str | Path, *, threads: int | None = None,
                  device: int = 0) -> None:
         del threads  # the CPU thread count is an ONNX Runtime setting; accepted so callers can pass it blindly
+        if spec.state:
+            raise VbgError(f"model {spec.name} has recurrent state, which the TensorRT backend does not carry",
+                           "use --backend cpu or cuda (ONNX Runtime) for it")
         trt = require_tensorrt()
         cp = require_cupy()
         import cupyx
@@ -163,6 +167,9 @@ class TensorRTBackend:
 
     def infer(self, frames: Sequence[np.ndarray]) -> np.ndarray:
         return decode_output(self.spec, self.run_tensor(self.pre(frames)))
+
+    def reset(self) -> None:
+        """Stateless: nothing to forget (recurrent models are refused above)."""
 
     def close(self) -> None:
         if getattr(self, "stream", None) is not None:

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import VbgError
-from ..settings import config_dir
+from ..models import bundled_models_dir, resolve_model, user_dir
+from ..paths import config_dir
 from ..spec import ModelSpec
 from .device import GpuInfo, has_module, probe_gpu, require_cupy, require_tensorrt, tensorrt_version
 
@@ -93,9 +94,8 @@ def parse_engine_name(filename: str, model: str) -> tuple[str, str, str] | None:
 
 def rebuild_hint(spec: ModelSpec) -> str:
     """The build command for this model: by name when it is registered, else by spec path."""
-    from ..models import bundled_dir, user_dir
 
-    registered = spec.path is None or spec.path.parent.resolve() in (bundled_dir().resolve(), user_dir().resolve())
+    registered = spec.path is None or spec.path.parent.resolve() in (bundled_models_dir().resolve(), user_dir().resolve())
     return REBUILD.format(model=spec.name if registered else spec.path)
 
 
@@ -267,7 +267,6 @@ def _write_atomic(path: Path, data: bytes | memoryview) -> None:
 def _resolve_spec(model: str | Path | ModelSpec | None) -> ModelSpec:
     if isinstance(model, ModelSpec):
         return model
-    from ..models import resolve_model
 
     return resolve_model(None if model is None else str(model))
 

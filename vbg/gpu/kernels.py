@@ -98,11 +98,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..matte import GUIDES, Matte, fisher_step, guide_level
-from ..preprocess import levels_for
 from ..settings import Settings
-from ..smooth import SceneCut, TemporalSmoother
 from ..spec import ModelSpec
+from ..stages.matte import GUIDES, Matte, fisher_step, guide_level
+from ..stages.preprocess import levels_for
+from ..stages.smooth import TemporalSmoother
 
 log = logging.getLogger(__name__)
 
@@ -822,36 +822,10 @@ def ref_smooth_blend(mask: np.ndarray, prev: np.ndarray, motion: np.ndarray, kee
     return (mask + keep * (prev - mask)).astype(f32)
 
 
-class RefSmoother:
-    """``TemporalSmoother`` from the references, on the luma thumbnail (``gray``) instead of the frame."""
-
-    def __init__(self, strength: float = 0.5) -> None:
-        self.strength = strength
-        self.cuts = 0
-        self._cut = SceneCut()
-        self._prev: np.ndarray | None = None
-        self._prev_gray: np.ndarray | None = None
-
-    def reset(self) -> None:
-        self._prev = self._prev_gray = None
-        self._cut.reset()
-
-    def __call__(self, mask: np.ndarray, gray: np.ndarray | None = None) -> np.ndarray:
-        mask = np.asarray(mask, np.float32)
-        if gray is not None and self._cut(gray):
-            self.cuts += 1
-            self._prev = None
-        prev, prev_gray = self._prev, self._prev_gray
-        if gray is None or prev_gray is None or prev_gray.shape != gray.shape:
-            prev_gray = None
-        self._prev_gray = gray
-        if self.strength <= 0 or prev is None or prev.shape != mask.shape:
-            self._prev = mask.copy()
-            return mask.copy()
-        keep_max = TemporalSmoother.MAX_KEEP * min(float(self.strength), 1.0)
-        out = ref_smooth_blend(mask, prev, ref_motion(mask, prev, gray, prev_gray), keep_max)
-        self._prev = out
-        return out.copy()
+def RefSmoother(strength: float = 0.5) -> TemporalSmoother:  # noqa: N802 (reads as the class it was)
+    """``TemporalSmoother`` with the references' arithmetic, fed the luma thumbnail through ``step``."""
+    return TemporalSmoother(strength, blend=lambda mask, prev, gray, prev_gray, keep_max: ref_smooth_blend(
+        mask, prev, ref_motion(mask, prev, gray, prev_gray), keep_max))
 
 
 # -- matte --

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -29,11 +28,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..backgrounds import Background, BlurBackground, ColorBackground, ImageBackground, make_background
 from ..errors import VbgError
-from ..pipeline import Output
+from ..outputs import Output
 from ..settings import Settings
-from ..smooth import SceneCut, TemporalSmoother
+from ..stages.backgrounds import Background, BlurBackground, ColorBackground, ImageBackground, open_background
+from ..stages.smooth import TemporalSmoother
 from .device import probe_gpu, require_cupy
 from .kernels import Kernels, MatteParams, Pyramid, decode_xp
 
@@ -74,46 +73,13 @@ def device_infer(backend: Any) -> DeviceInfer:
 
 
 # --- stages ------------------------------------------------------------------------
-class GpuSmoother:
-    """``vbg.smooth.TemporalSmoother`` on CuPy arrays: the same state rules and float32 arithmetic.
+def GpuSmoother(kernels: Kernels, strength: float = 0.5) -> TemporalSmoother:  # noqa: N802 (reads as a class)
+    """``TemporalSmoother``'s state rules with its arithmetic in a CUDA kernel, on CuPy arrays.
 
-    Fed the frame's mask-sized luma thumbnail instead of the frame: on the
-    device for the motion map, and its host copy for the scene-cut test.
+    Fed through ``step`` the frame's mask-sized luma thumbnail (on the device)
+    and its host copy (for the scene-cut test).
     """
-
-    def __init__(self, kernels: Kernels, strength: float = 0.5) -> None:
-        self.kernels = kernels
-        self.strength = strength
-        self.cuts = 0  # scene cuts seen (as TemporalSmoother.cuts)
-        self._cut = SceneCut()
-        self._prev: Any = None
-        self._prev_gray: Any = None
-
-    def reset(self) -> None:
-        self._prev = self._prev_gray = None
-        self._cut.reset()
-
-    def __call__(self, mask: Any, gray: Any = None, gray_host: np.ndarray | None = None) -> Any:
-        """Smooth ``mask`` (h, w) float32 given the frame's luma ``gray`` (h, w) u8 (None: no frame).
-
-        ``gray_host``: ``gray`` already on the host (downloaded here when not given).
-        """
-        if gray is not None:
-            host = gray_host if gray_host is not None else gray.get()
-            if self._cut(np.asarray(host)):
-                self.cuts += 1
-                self._prev = None
-        strength = float(self.strength)
-        prev, prev_gray = self._prev, self._prev_gray
-        if gray is None or prev_gray is None or prev_gray.shape != gray.shape:
-            prev_gray = None
-        self._prev_gray = gray
-        if strength <= 0.0 or prev is None or prev.shape != mask.shape:
-            self._prev = mask.copy()
-            return mask.copy()
-        keep_max = TemporalSmoother.MAX_KEEP * min(strength, 1.0)
-        self._prev = self.kernels.smooth(mask, prev, gray, prev_gray, keep_max)
-        return self._prev
+    return TemporalSmoother(strength, blend=kernels.smooth)
 
 
 @dataclass
@@ -141,7 +107,7 @@ class GpuPipeline:
     """
 
     def __init__(self, settings: Settings, backend: Any, *, composite: bool = True,
-                 download_alpha: bool = True, device: int = 0) -> None:
+                 download_alpha: bool = True, device: int = 0, background: Background | None = None) -> None:
         cp = require_cupy()
         self.gpu = probe_gpu(device)
         self.cp = cp
@@ -157,12 +123,13 @@ class GpuPipeline:
         self.matte = MatteParams.from_settings(settings)
         with self.stream:
             self._channel = cp.zeros((1,), np.int32)  # the matte's guide channel in use, on the device
-        self.background: Background = make_background(settings.background)
+        with settings.blame("bg"):
+            self.background: Background = (background if background is not None
+                                            else open_background(settings.background))
+        self._own_bg = background is None  # close only what it opened
         self._bg_src: np.ndarray | None = None  # host array the device background was uploaded from
         self._bg_dev: Any = None
         self._bufs: _Buffers | None = None
-        self._pending: Settings | None = None
-        self._lock = threading.Lock()
         self._warn_light_wrap(settings)
 
     @staticmethod
@@ -172,29 +139,24 @@ class GpuPipeline:
                         settings.light_wrap)
 
     # -- settings -------------------------------------------------------------------
-    def update(self, settings: Settings) -> None:
-        """Apply new settings from the next frame on (thread-safe)."""
-        with self._lock:
-            self._pending = settings
-
-    def _apply_pending(self) -> None:
-        with self._lock:
-            new, self._pending = self._pending, None
-        if new is None:
-            return
-        self.smoother.strength = new.smoothing
-        self.matte = MatteParams.from_settings(new)
-        if new.light_wrap != self.settings.light_wrap:
-            self._warn_light_wrap(new)
-        if new.bg != self.settings.bg:
-            self.background.close()
-            self.background = make_background(new.background)
+    def update(self, settings: Settings, background: Background | None = None) -> None:
+        """Apply new settings from the next frame on; call it on the processing thread (as ``Pipeline.update``)."""
+        if settings.bg != self.settings.bg:
+            bg = background if background is not None else open_background(settings.background)
+            if self._own_bg:
+                self.background.close()
+            self.background, self._own_bg = bg, background is None
             self._bg_src = self._bg_dev = None
-        self.settings = new
+        self.smoother.strength = settings.smoothing
+        self.matte = MatteParams.from_settings(settings)
+        if settings.light_wrap != self.settings.light_wrap:
+            self._warn_light_wrap(settings)
+        self.settings = settings
 
     def reset(self) -> None:
-        """Forget temporal state (new clip or scene): the smoother's and the matte's guide channel."""
+        """Forget temporal state (new clip or scene): the smoother's, the matte's guide channel, the model's."""
         self.smoother.reset()
+        self.backend.reset()
         with self.stream:
             self._channel.fill(0)
 
@@ -226,7 +188,7 @@ class GpuPipeline:
 
     @property
     def background_is_none(self) -> bool:
-        return type(self.background).__name__ == "NoBackground"
+        return self.background.transparent
 
     def _device_background(self, frames: Sequence[np.ndarray], pyr: Pyramid, b: _Buffers) -> Any:
         """The batch's background on the device: (n, H, W, 3), one (H, W, 3) for all, or None (transparent)."""
@@ -263,7 +225,6 @@ class GpuPipeline:
         if any(f.shape != size for f in frames):  # mixed sizes: one run per size, order kept
             cut = next(i for i, f in enumerate(frames) if f.shape != size)
             return self.process_batch(frames[:cut]) + self.process_batch(frames[cut:])
-        self._apply_pending()
         cp, k = self.cp, self.kernels
         n, height, width = len(frames), size[0], size[1]
         b = self._buffers(n, height, width)
@@ -286,7 +247,7 @@ class GpuPipeline:
             mh, mw = (int(v) for v in masks.shape[1:])
             grays = pyr.gray((mw, mh))
             h_grays = grays.get(stream=self.stream)  # small; the scene-cut test runs on the host
-            smoothed = cp.stack([self.smoother(masks[i], grays[i], h_grays[i]) for i in range(n)])
+            smoothed = cp.stack([self.smoother.step(masks[i], grays[i], h_grays[i]) for i in range(n)])
             events[3].record()
             k.matte(smoothed, d_frames, pyr, self.matte, self._channel, b.d_alpha[:n], b.d_tmp[:n])
             events[4].record()
@@ -312,7 +273,8 @@ class GpuPipeline:
 
     def close(self) -> None:
         self.stream.synchronize()
-        self.background.close()
+        if self._own_bg:
+            self.background.close()
         self._bufs = None
         self._bg_dev = self._bg_src = None
 

@@ -1,5 +1,9 @@
 """Image outputs: single images, PNG sequences, 8-bit masks.
 
+A PNG sequence is a sink (registered for ``.png`` targets: a folder's
+``%06d.png``, or ``frame_%04d.png``); single images are written whole by
+``write_image``.
+
 Files are encoded in memory (``cv2.imencode``) and written to a temporary
 name, then renamed, so a half-written image never appears; this also works
 for non-ASCII paths on Windows, where ``cv2.imwrite`` does not.
@@ -15,36 +19,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..atomic import atomic_output
 from ..errors import VbgError
+from ..io.atomic import atomic_output
+from ..io.files import ALPHA_EXTS, IMAGE_EXTS, is_image
+from ..outputs import Output
+from .base import SinkContext, SinkKind, register_sink, render
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
-ALPHA_EXTS = frozenset({".png", ".webp", ".tif", ".tiff"})
-
 _PATTERN = re.compile(r"%0?\d*d")
 
-
-def is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTS
-
-
-def read_image(path: Path) -> np.ndarray:
-    """-> BGR uint8 (H, W, 3), EXIF orientation applied; one-line error if unreadable."""
-    try:
-        data = np.fromfile(str(path), np.uint8)
-    except FileNotFoundError:
-        raise VbgError(f"input {path} not found", "check the path") from None
-    except PermissionError:
-        raise VbgError(f"cannot read input {path}: permission denied", "check the file's permissions") from None
-    except OSError as exc:
-        raise VbgError(f"cannot read input {path}: {exc.strerror}", "check the file") from None
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        raise VbgError(f"cannot read image {path}: not an image, or the file is corrupt",
-                       "check that it opens in an image viewer")
-    return img
+__all__ = ["IMAGE_EXTS", "is_image", "check_image_output", "encode_image", "write_image", "sequence_pattern",
+           "is_sequence_target", "PngSequenceSink"]
 
 
 def check_image_output(path: Path, mode: str, pixels_have_alpha: bool) -> None:
@@ -102,22 +88,35 @@ def is_sequence_target(path: Path, text: str) -> bool:
 class PngSequenceSink:
     """Writes numbered PNGs (1, 2, ...) into a folder, usually a temporary one."""
 
-    def __init__(self, folder: Path, pattern: str) -> None:
+    watched = True
+
+    def __init__(self, folder: Path, pattern: str, mode: str = "composite") -> None:
         self.folder = folder
         self.pattern = pattern
+        self.mode = mode
         self.frames = 0
 
-    def write(self, pixels: np.ndarray, pts: int = 0) -> None:
+    @classmethod
+    def open(cls, path: Path, ctx: SinkContext) -> PngSequenceSink:
+        """The registry's entry: ``path`` is ``folder/pattern`` (the folder usually a temporary one)."""
+        folder, pattern = sequence_pattern(path)
+        return cls(folder, pattern, ctx.mode)
+
+    def write(self, out: Output, pts: int | None = None) -> None:
+        self.write_pixels(render(out, self.mode))
+
+    def write_pixels(self, pixels: np.ndarray) -> None:
         self.frames += 1
         name = self.pattern % self.frames
         with open(self.folder / name, "wb") as fh:
             fh.write(encode_image(pixels, ".png", fast=True))
-
-    def write_audio(self, packet: object) -> None:
-        pass  # PNG frames carry no sound
 
     def close(self) -> None:
         pass
 
     def abort(self) -> None:
         pass
+
+
+# every output mode fits a PNG sequence (alpha included): nothing to check
+register_sink((".png",), SinkKind("png-sequence", PngSequenceSink.open, "folder"))

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from ..errors import VbgError
+from ..outputs import Output
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,14 @@ class VirtualCamSink:
     def watched(self) -> bool:
         """False only when it is known that no application reads the device."""
         return self._watch is None or self._watch.readers != 0
+
+    def write(self, out: Output, pts: int | None = None) -> None:
+        """Send one processed frame (the composite, or the camera frame when compositing was skipped)."""
+        if out.frame is not None:
+            self.send(out.frame)
+
+    def abort(self) -> None:
+        self.close()
 
     def send(self, frame: np.ndarray) -> None:
         """Send one frame: BGR, or BGRA (flattened onto black: cameras have no alpha)."""

@@ -28,10 +28,13 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import av
 import cv2
 import numpy as np
 
 from ..errors import VbgError
+from ..outputs import Output
+from .base import SinkContext, SinkKind, register_sink, render
 
 log = logging.getLogger(__name__)
 
@@ -103,14 +106,14 @@ class VideoSink:
     (``SinkThread`` in the batch converter).
     """
 
+    watched = True
+
     def __init__(self, path: Path, *, ext: str, mode: str, width: int, height: int,
                  rate: Fraction | None, time_base: Fraction, quality: int = 20,
                  preset: str = "superfast", threads: int = 0,
                  sample_aspect_ratio: Fraction | None = None,
                  color_primaries: int = 2, color_trc: int = 2,
                  audio_in: Any = None) -> None:
-        import av
-
         self.mode = mode
         self.width, self.height = width, height
         self.format = CONTAINERS[ext.lower()]
@@ -129,10 +132,17 @@ class VideoSink:
             self._out.close()
             raise
 
+    @classmethod
+    def open(cls, path: Path, ctx: SinkContext) -> VideoSink:
+        """The registry's entry: ``path`` is where to write (a temporary name), its suffix the container."""
+        ext = ctx.options.get("ext", path.suffix)
+        return cls(path, ext=ext, mode=ctx.mode, width=ctx.width, height=ctx.height, rate=ctx.rate,
+                   time_base=ctx.time_base, quality=ctx.quality, preset=ctx.preset,
+                   sample_aspect_ratio=ctx.sample_aspect_ratio, color_primaries=ctx.color_primaries,
+                   color_trc=ctx.color_trc, audio_in=ctx.audio_in)
+
     def _setup_video(self, rate: Fraction | None, time_base: Fraction, quality: int, preset: str,
                      threads: int, sar: Fraction | None, primaries: int, trc: int) -> None:
-        import av
-
         s = self._out.add_stream(self.codec, rate=rate or Fraction(30))
         s.width, s.height, s.pix_fmt = self.width, self.height, self.pix_fmt
         cc = s.codec_context
@@ -160,7 +170,6 @@ class VideoSink:
             opts = {"profile": "4444", "vendor": "apl0"}
         s.options = opts
         self._v = s
-        self._av = av
 
     def _setup_audio(self, audio_in: Any) -> None:
         self._a = None
@@ -192,7 +201,7 @@ class VideoSink:
 
     # -- writing ---------------------------------------------------------
     def _to_frame(self, pixels: np.ndarray) -> Any:
-        VideoFrame = self._av.VideoFrame
+        VideoFrame = av.VideoFrame
         h, w = pixels.shape[:2]
         if self.pix_fmt == "yuv420p":
             if pixels.ndim == 2:  # mask: grey luma, neutral chroma
@@ -210,7 +219,10 @@ class VideoSink:
             src = VideoFrame.from_ndarray(pixels, format="bgr24")
         return src.reformat(format=self.pix_fmt, dst_colorspace="smpte170m", dst_color_range="MPEG")
 
-    def write(self, pixels: np.ndarray, pts: int) -> None:
+    def write(self, out: Output, pts: int | None = None) -> None:
+        self.write_pixels(render(out, self.mode), self.frames if pts is None else pts)
+
+    def write_pixels(self, pixels: np.ndarray, pts: int) -> None:
         if pixels.shape[0] != self.height or pixels.shape[1] != self.width:
             raise ValueError(f"frame {pixels.shape[1]}x{pixels.shape[0]} != stream {self.width}x{self.height}")
         frame = self._to_frame(pixels)
@@ -253,3 +265,6 @@ class VideoSink:
             self._out.close()
         except Exception as exc:  # the file is deleted next; nothing to save
             log.debug("closing an aborted output: %s", exc)
+
+
+register_sink(tuple(CONTAINERS), SinkKind("video", VideoSink.open, "file", check_video_output))

@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 
 from ..errors import VbgError
-from ..preprocess import Preprocessor, decode_output
 from ..spec import ModelSpec
+from ..stages.preprocess import Preprocessor, decode_output
 from .data import IMAGE_EXTS, Sample, read_image, video_frames
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .backends.base import Backend
+from ..backends.base import Backend
 from .preprocess import FramePyramid
 
 

@@ -24,10 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import av
 import cv2
 import numpy as np
 
-from .errors import VbgError
+from ..errors import VbgError
+from .decode import VideoFrames
 
 log = logging.getLogger(__name__)
 
@@ -92,48 +94,33 @@ class Reader(Protocol):
 # --- readers ---------------------------------------------------------------
 
 class FileReader:
-    """A video file decoded with PyAV, frames with their presentation times."""
+    """A video file through ``VideoFrames`` (PyAV, display rotation applied), with presentation times."""
 
     paced = True
 
     def __init__(self, path: Path) -> None:
-        import av
-
         self.path = path
         if not path.is_file():
             raise VbgError(f"camera or video file {str(path)!r} not found",
                            "pass a camera index (0, 1, ...), a device path (/dev/video0) or an existing video file")
-        try:
-            self._container = av.open(str(path))
-            if not self._container.streams.video:
-                self._container.close()
-                raise VbgError(f"{path} has no video stream", "pass a video file or a camera")
-            stream = self._container.streams.video[0]
-            stream.thread_type = "AUTO"  # frame threads: decoding 720p stays well under a frame time
-            self.size = (stream.codec_context.width, stream.codec_context.height)
-            rate = stream.average_rate or stream.guessed_rate
-            self.fps = float(rate) if rate else 30.0
-            self._frames = self._container.decode(stream)
-        except av.error.FFmpegError as exc:
-            raise VbgError(f"cannot read video {path}: {exc}", "check the file plays in a video player") from None
+        self._video = VideoFrames(path, what="camera video file")
+        self.size = self._video.size
+        self.fps = self._video.fps
 
     def read(self) -> tuple[np.ndarray, float | None]:
-        import av
-
         try:
-            frame = next(self._frames)
+            return self._video.read()
         except StopIteration:
             raise EndOfStream from None
         except (av.error.FFmpegError, OSError) as exc:
             raise SourceLost(f"video file {self.path} became unreadable: {exc}") from None
-        return frame.to_ndarray(format="bgr24"), frame.time
 
     def rewind(self) -> None:
         self.close()
-        self.__init__(self.path)  # type: ignore[misc]  # reopen: more robust than seeking every codec
+        self._video = VideoFrames(self.path, what="camera video file")  # reopen: more robust than seeking
 
     def close(self) -> None:
-        self._container.close()
+        self._video.close()
 
 
 class CameraReader:

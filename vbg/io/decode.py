@@ -1,4 +1,12 @@
-"""Video decoding with PyAV in a background thread.
+"""Video decoding with PyAV: the one place video files are read.
+
+* ``VideoFrames``: a file's frames in order, upright, with their times. The
+  camera file reader (a file standing in for a webcam) and video
+  backgrounds use it.
+* ``VideoDecoder``: the batch converter's reader, decoding ahead in a thread,
+  with audio packets and timestamps for the encoder.
+
+Both apply the display rotation (phone videos) through :func:`upright`.
 
 ``VideoDecoder(path)`` opens the file, decodes the first frame at once (so a
 corrupt file or a video without frames fails before any output exists),
@@ -26,10 +34,11 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import av
 import cv2
 import numpy as np
 
-from .errors import VbgError
+from ..errors import VbgError
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +97,80 @@ def _normalise_rotation(deg: float) -> int:
     return r
 
 
+def rotation_of(frame: Any) -> int:
+    """The counter-clockwise display rotation of a decoded PyAV frame: 0, 90, 180 or 270."""
+    return _normalise_rotation(getattr(frame, "rotation", 0) or 0)
+
+
+def upright(frame: Any, rotation: int) -> np.ndarray:
+    """A decoded PyAV frame as BGR pixels, turned by its display ``rotation``."""
+    img = frame.to_ndarray(format="bgr24")
+    return cv2.rotate(img, _ROTATE[rotation]) if rotation else img
+
+
+class VideoFrames:
+    """A video file's frames in order: ``read()`` -> (BGR upright, time in seconds or None).
+
+    Opens the file and decodes the first frame at once, so a missing or
+    unreadable file fails here with a one-line ``VbgError``, and ``size``
+    is the upright size. ``read`` raises ``StopIteration`` at the end, and
+    lets PyAV's errors through (the caller knows what they mean to it).
+    """
+
+    def __init__(self, path: str | Path, *, what: str = "video") -> None:
+        self.path = Path(path)
+        try:
+            self._container = av.open(str(self.path), metadata_errors="ignore")
+        except (OSError, av.FFmpegError, ValueError) as exc:
+            err = open_error(self.path, exc)
+            raise VbgError(err.what.replace("input", what, 1), err.fix) from None
+        try:
+            if not self._container.streams.video:
+                raise VbgError(f"{what} {self.path} has no video stream", "give a video file")
+            stream = self._container.streams.video[0]
+            stream.thread_type = "AUTO"  # frame threads: 720p decodes well under a frame time
+            rate = stream.average_rate or stream.guessed_rate
+            self.fps = float(rate) if rate else 30.0
+            self._frames = self._container.decode(stream)
+            try:
+                first = next(self._frames)
+            except StopIteration:
+                raise VbgError(f"{what} {self.path} has no frames", "give a video that plays") from None
+            except (av.FFmpegError, OSError):
+                raise VbgError(f"cannot read {what} {self.path}: not a video, or the file is corrupt",
+                               "check that it plays in a video player") from None
+            self.rotation = rotation_of(first)
+            self._head: tuple[np.ndarray, float | None] | None = (upright(first, self.rotation), first.time)
+            h, w = self._head[0].shape[:2]
+            self.size = (w, h)
+        except BaseException:
+            self._container.close()
+            raise
+
+    def read(self) -> tuple[np.ndarray, float | None]:
+        if self._head is not None:
+            item, self._head = self._head, None
+            return item
+        frame = next(self._frames)
+        return upright(frame, self.rotation), frame.time
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, float | None]]:
+        while True:
+            try:
+                yield self.read()
+            except StopIteration:
+                return
+
+    def close(self) -> None:
+        self._container.close()
+
+    def __enter__(self) -> VideoFrames:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class VideoDecoder:
     """Decode a video file ahead of the caller, in a thread.
 
@@ -96,8 +179,6 @@ class VideoDecoder:
     """
 
     def __init__(self, path: str | Path, *, queue_size: int = 8, audio: bool = True) -> None:
-        import av
-
         self.path = Path(path)
         self.bad_packets = 0
         self._q: queue.Queue[Any] = queue.Queue(maxsize=max(1, queue_size))
@@ -155,8 +236,6 @@ class VideoDecoder:
 
     # -- the decoding generator (runs in the thread after the first frame) --
     def _items(self) -> Iterator[Any]:
-        import av
-
         v = self._video
         streams = [v] + ([self.audio_stream] if self.audio_stream is not None else [])
         self._time_base = Fraction(v.time_base) if v.time_base else Fraction(1, 1000)
@@ -182,10 +261,8 @@ class VideoDecoder:
                     continue
                 for f in frames:
                     if index == 0:
-                        self._rotation = _normalise_rotation(f.rotation or 0)
-                    img = f.to_ndarray(format="bgr24")
-                    if self._rotation:
-                        img = cv2.rotate(img, _ROTATE[self._rotation])
+                        self._rotation = rotation_of(f)
+                    img = upright(f, self._rotation)
                     pts = f.pts
                     if pts is None:
                         pts = index * step if last_pts is None else last_pts + step

@@ -12,7 +12,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeyEvent, QPixmap
 from PySide6.QtWidgets import QApplication, QLabel
 
-from ..live import LiveLoop
+from ...loop import LiveLoop
 from .bridge import FrameBridge
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .models import list_models, user_dir
+from ..models import list_models, user_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -24,6 +24,8 @@ the mask's resolution (e.g. 256x144): well under a millisecond.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -66,8 +68,18 @@ class SceneCut:
         return cut
 
 
+# (mask, previous output, grey thumbnail, previous thumbnail or None, largest keep weight) -> output
+Blend = Callable[[Any, Any, Any, Any, float], Any]
+
+
 class TemporalSmoother:
-    """Temporal mask smoothing. ``strength`` 0 = off, 1 = strongest; settable live."""
+    """Temporal mask smoothing. ``strength`` 0 = off, 1 = strongest; settable live.
+
+    The state rules (scene cuts, the first frame, a size change, strength 0)
+    live here once; the arithmetic is ``blend``: OpenCV here by default, a
+    CUDA kernel on the GPU path, a NumPy reference in its tests. ``step``
+    works on any array type the blend takes (CuPy on the GPU).
+    """
 
     # A grey-level change below NOISE (in the 3x3-blurred thumbnail) is still;
     # NOISE + RAMP and above is full motion.
@@ -79,10 +91,11 @@ class TemporalSmoother:
     JUMP = 0.5
     JUMP_RAMP = 0.4
 
-    def __init__(self, strength: float = 0.5) -> None:
+    def __init__(self, strength: float = 0.5, blend: Blend | None = None) -> None:
         self.strength = strength
-        self._prev: np.ndarray | None = None
-        self._prev_gray: np.ndarray | None = None
+        self.blend: Blend = blend or cpu_blend
+        self._prev: Any = None
+        self._prev_gray: Any = None
         self._cut = SceneCut()
         self.cuts = 0  # scene cuts seen since construction (for tests and logs)
 
@@ -100,12 +113,18 @@ class TemporalSmoother:
         ``pyramid``: the frame's shared downscales, to avoid a second resize.
         """
         h, w = mask.shape
-        mask = np.asarray(mask, np.float32)
         gray = None
         if frame is not None:
-            pyr = pyramid if pyramid is not None else FramePyramid(frame)
-            gray = pyr.gray((w, h))
-            if self._cut(gray):
+            gray = (pyramid if pyramid is not None else FramePyramid(frame)).gray((w, h))
+        return self.step(np.asarray(mask, np.float32), gray)  # type: ignore[no-any-return]
+
+    def step(self, mask: Any, gray: Any = None, gray_host: np.ndarray | None = None) -> Any:
+        """Smooth ``mask`` given the frame's grey thumbnail at the mask's size (None: no frame).
+
+        ``gray_host``: ``gray`` on the host, for the scene-cut test, when ``gray`` is on a device.
+        """
+        if gray is not None:
+            if self._cut(np.asarray(gray if gray_host is None else gray_host)):
                 self.cuts += 1
                 self._prev = None
         strength = float(self.strength)
@@ -116,18 +135,24 @@ class TemporalSmoother:
         if strength <= 0.0 or prev is None or prev.shape != mask.shape:
             self._prev = mask.copy()
             return mask.copy()
-
-        # Mask motion: only large jumps count (jitter of a still edge stays below ~0.5).
-        dm = cv2.absdiff(mask, prev)
-        motion = np.clip((dm - self.JUMP) * (1.0 / self.JUMP_RAMP), 0.0, 1.0)
-        if prev_gray is not None:
-            df = cv2.absdiff(gray, prev_gray)
-            df = cv2.blur(df, (3, 3)).astype(np.float32)
-            fm = (df - self.NOISE) * (1.0 / self.RAMP)
-            np.maximum(motion, fm, out=motion)
-            np.clip(motion, 0.0, 1.0, out=motion)
-        motion = cv2.dilate(motion, np.ones((3, 3), np.uint8))
-        keep = (self.MAX_KEEP * min(strength, 1.0)) * (1.0 - motion)
-        out = mask + keep * (prev - mask)  # == keep * prev + (1 - keep) * mask
+        out = self.blend(mask, prev, gray, prev_gray, self.MAX_KEEP * min(strength, 1.0))
         self._prev = out
         return out.copy()
+
+
+def cpu_blend(mask: np.ndarray, prev: np.ndarray, gray: np.ndarray | None, prev_gray: np.ndarray | None,
+              keep_max: float) -> np.ndarray:
+    """``mask + keep * (prev - mask)``, ``keep`` = ``keep_max`` where nothing moves, 0 where it does."""
+    t = TemporalSmoother
+    # Mask motion: only large jumps count (jitter of a still edge stays below ~0.5).
+    dm = cv2.absdiff(mask, prev)
+    motion = np.clip((dm - t.JUMP) * (1.0 / t.JUMP_RAMP), 0.0, 1.0)
+    if prev_gray is not None:
+        df = cv2.absdiff(gray, prev_gray)
+        df = cv2.blur(df, (3, 3)).astype(np.float32)
+        fm = (df - t.NOISE) * (1.0 / t.RAMP)
+        np.maximum(motion, fm, out=motion)
+        np.clip(motion, 0.0, 1.0, out=motion)
+    motion = cv2.dilate(motion, np.ones((3, 3), np.uint8))
+    keep = keep_max * (1.0 - motion)
+    return mask + keep * (prev - mask)  # == keep * prev + (1 - keep) * mask

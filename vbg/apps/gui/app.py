@@ -13,9 +13,9 @@ restored at start.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import logging
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -48,17 +48,20 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..backgrounds import VIDEO_EXTS, cover_fit, make_background
-from ..errors import VbgError
-from ..live import LiveLoop
-from ..models import assets_dir, list_models
-from ..settings import BACKENDS, VIEWS, BackgroundSpec, Settings, config_dir
-from ..sinks.vcam import CameraFactory, VirtualCamSink
+from ...assets import bundled_backgrounds_dir
+from ...config import load_config
+from ...errors import VbgError
+from ...io.files import IMAGE_EXTS, VIDEO_EXTS, decode_image, read_bytes
+from ...loop import LiveLoop
+from ...models import list_models
+from ...paths import config_path
+from ...settings import BACKENDS, VIEWS, Settings
+from ...sinks.vcam import CameraFactory, VirtualCamSink
+from ...stages.backgrounds import Background, BackgroundSpec, cover_fit, open_background
 from .bridge import FrameBridge, checkerboard
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 VIEW_LABELS = {"result": "Result", "original": "Original", "mask": "Mask", "side-by-side": "Side by side"}
 THUMB = QSize(112, 63)
 ROLE_BG = Qt.ItemDataRole.UserRole
@@ -73,16 +76,12 @@ SHORTCUTS = [
 ]
 
 
-def config_path() -> Path:
-    return config_dir() / "config.toml"
-
-
 def load_settings(path: Path) -> tuple[Settings, str | None]:
     """Saved settings, or defaults with a note when the file is unusable."""
     if not path.is_file():
         return Settings(), None
     try:
-        return Settings.load(path), None
+        return load_config(path), None
     except VbgError as exc:
         return Settings(), f"ignored saved settings: {exc.line()}"
 
@@ -157,7 +156,7 @@ class MainWindow(QMainWindow):
         if settings is None:
             settings, note = load_settings(self.config)
         self.settings = settings
-        self.backgrounds_dir = backgrounds_dir or assets_dir() / "backgrounds"
+        self.backgrounds_dir = backgrounds_dir or bundled_backgrounds_dir()
         self._camera_factory = camera_factory
         self.vcam: VirtualCamSink | None = None
         self.loop: LiveLoop | None = None
@@ -321,7 +320,7 @@ class MainWindow(QMainWindow):
         d = self.backgrounds_dir
         files = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_EXTS) if d.is_dir() else []
         for p in files:
-            img = cv2.imread(str(p), cv2.IMREAD_REDUCED_COLOR_4)  # thumbnails: decode at 1/4 size
+            img = decode_image(read_bytes(p, "background"), cv2.IMREAD_REDUCED_COLOR_4)  # thumbnails: 1/4 size
             if img is None:
                 log.warning("skipping unreadable background %s", p)
                 continue
@@ -382,14 +381,21 @@ class MainWindow(QMainWindow):
         self.bg_list.clearSelection()
 
     # -- settings ----------------------------------------------------------
-    def apply(self, **changes: Any) -> bool:
-        """Validate and apply a settings change; from the next frame, nothing restarts."""
+    def apply(self, background: Background | None = None, **changes: Any) -> bool:
+        """Validate and apply a settings change; from the next frame, nothing restarts.
+
+        ``background``: the new ``bg`` already opened (by ``set_background``).
+        """
         try:
             new = self.settings.replace(**changes)
         except VbgError as exc:
             self.statusBar().showMessage(exc.line(), 8000)
+            if background is not None:
+                background.close()
             return False
         if new == self.settings:
+            if background is not None:
+                background.close()
             return True
         old, self.settings = self.settings, new
         if new.bg != old.bg:
@@ -398,7 +404,9 @@ class MainWindow(QMainWindow):
                 self.blur.set_value(new.background.blur)
             self._select_bg_item()
         if self.loop is not None and self.loop.running:
-            self.loop.update(new)
+            self.loop.update(new, background)
+        elif background is not None:
+            background.close()
         elif any(getattr(new, k) != getattr(old, k) for k in ("camera", "model", "backend", "bg")):
             self.start_session()  # the last session ended on an error: try again with the fix
         self._save_timer.start()
@@ -498,16 +506,17 @@ class MainWindow(QMainWindow):
             self.set_background(path)
 
     def set_background(self, text: str) -> bool:
-        """An image/video path or a bg spec; checked here so a bad file never reaches the loop."""
+        """An image/video path or a bg spec; opened here (once), so a bad file never reaches the loop."""
         try:
             spec = BackgroundSpec.parse(text)
-            if spec.path is not None:
-                make_background(spec).close()
+            opened = open_background(spec) if spec.path is not None else None
         except VbgError as exc:
             self.statusBar().showMessage(exc.line(), 10000)
             self._select_bg_item()
             return False
-        return self.apply(bg=text)
+        if spec.path is not None:
+            text = str(spec.path.resolve())  # saved absolute: the config works from any folder
+        return self.apply(bg=text, background=opened)
 
     def _camera_picked(self, index: int) -> None:
         value = self.camera.itemData(index)
@@ -518,6 +527,7 @@ class MainWindow(QMainWindow):
             if not value:
                 self.camera.setCurrentIndex(self.camera.findData(self.settings.camera))
                 return
+            value = str(Path(value).resolve())  # saved absolute: the config works from any folder
             self.camera.insertItem(self.camera.count() - 1, Path(value).name, value)
             self.camera.setCurrentIndex(self.camera.findData(value))
         self.apply(camera=value)
@@ -529,6 +539,7 @@ class MainWindow(QMainWindow):
             if not value:
                 self.model.setCurrentIndex(self.model.findData(self.settings.model))
                 return
+            value = str(Path(value).resolve())
             self.model.insertItem(self.model.count() - 1, Path(value).name, value)
             self.model.setCurrentIndex(self.model.findData(value))
         self.apply(model=value)
@@ -581,34 +592,29 @@ def dark_palette(app: QApplication) -> None:
     app.setPalette(p)
 
 
-# --- the `vbg gui` command ---------------------------------------------------
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--camera", help="camera index, device path or a video file (looped)")
-    p.add_argument("--bg", help="background: image, video, blur[:N], color:#RRGGBB or none")
-    p.add_argument("--model", help="model name or spec path")
-    p.add_argument("--backend", choices=BACKENDS)
-    p.add_argument("--config", type=Path, help=f"settings file to restore and save (default {config_path()})")
-    p.add_argument("--screenshot", type=Path, metavar="PNG",
-                   help="save a picture of the window once frames show, then quit (for docs)")
-
-
-def run(args: argparse.Namespace) -> int:
+def open_window(settings: Settings, *, config: Path, note: str | None = None, screenshot: Path | None = None) -> int:
+    """Run the tuning window until it closes; Ctrl-C, SIGTERM and SIGHUP close it cleanly."""
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("vbg")
     dark_palette(app)  # type: ignore[arg-type]
-    config = args.config or config_path()
-    settings, note = load_settings(config)
-    changes = {k: getattr(args, k) for k in ("camera", "bg", "model", "backend") if getattr(args, k)}
-    if changes:
-        settings = settings.replace(**changes)
     win = MainWindow(settings, config=config)
     if note:
         win.statusBar().showMessage(note, 10000)
     win.show()
-    if args.screenshot:
-        _screenshot_when_ready(win, args.screenshot)
-    return int(app.exec())
+    if screenshot:
+        _screenshot_when_ready(win, screenshot)
+    stop = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    old = {sig: signal.signal(sig, lambda *_: win.close()) for sig in stop}
+    # Python runs signal handlers only between bytecodes: a timer lets it in while Qt's loop waits.
+    tick = QTimer()
+    tick.timeout.connect(lambda: None)
+    tick.start(200)
+    try:
+        return int(app.exec())
+    finally:
+        tick.stop()
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 def _screenshot_when_ready(win: MainWindow, path: Path, frames: int = 20, timeout: float = 20.0) -> None:

@@ -18,7 +18,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import VbgError
+from ..errors import VbgError
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Live: capture thread -> processing thread -> sinks, and the ``vbg live`` command.
+"""Live: capture thread -> processing thread -> sinks.
 
 ``LiveLoop`` is the engine shared by ``vbg live`` and ``vbg gui``. The
 capture thread keeps only the newest frame; the processing thread takes it,
@@ -11,50 +11,40 @@ With ``pause_unwatched``, frames are not processed while every sink says
 that nobody watches it (a virtual camera that no application has open) and
 no window shows them: no CPU goes to a call that has not started.
 
-Settings changes (``update``) never block the caller: matte, smoothing and
-background changes apply from the next frame; a new camera or model is
-opened on the processing thread.
+Settings changes (``update``, the one mailbox) never block the caller:
+matte, smoothing and background changes apply from the next frame; a new
+camera or model is opened on the processing thread.
 """
 
 from __future__ import annotations
 
-import argparse
 import bisect
 import logging
-import os
-import sys
 import threading
 import time
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
 from .backends import create_backend
 from .backends.base import Backend
-from .capture import CapturedFrame, CaptureThread, Source
 from .errors import VbgError
+from .io.capture import CapturedFrame, CaptureThread, Source
 from .models import resolve_model
-from .pipeline import Output, Pipeline
-from .settings import BACKENDS, Settings, config_dir
+from .outputs import Output
+from .pipeline import FramePipeline, make_pipeline
+from .settings import Settings
+from .sinks.base import Sink
 from .spec import ModelSpec
+from .stages.backgrounds import Background
 
 log = logging.getLogger(__name__)
 
 # Settings whose change needs a new capture / a new model; the rest apply per frame.
 CAPTURE_KEYS = ("camera", "width", "height", "fps")
 MODEL_KEYS = ("model", "backend")
-
-
-class Sink(Protocol):
-    """Takes processed frames (BGR, or BGRA for a ``none`` background)."""
-
-    def send(self, frame: np.ndarray) -> None: ...
-
-    def close(self) -> None: ...
 
 
 @dataclass(frozen=True, eq=False)  # holds arrays: compare by identity
@@ -115,11 +105,11 @@ class LiveLoop:
         self._backend_factory = backend_factory or (lambda spec, name: create_backend(spec, name))
         self._sinks: list[Sink] = list(sinks)
         self._sink_lock = threading.Lock()
-        self._pending: Settings | None = None
+        self._pending: tuple[Settings, Background | None] | None = None  # the one settings mailbox
         self._pending_lock = threading.Lock()
         self._capture: CaptureThread | None = None
         self._backend: Backend | None = None
-        self._pipeline: Pipeline | None = None
+        self._pipeline: FramePipeline | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._ended = threading.Event()
@@ -133,12 +123,15 @@ class LiveLoop:
         source = Source.parse(s.camera)
         cap = CaptureThread(source, width=s.width, height=s.height, fps=s.fps, mirror=s.mirror,
                             loop=self.loop_file)
-        return cap.open()
+        with s.blame("camera"):
+            return cap.open()
 
-    def _make_pipeline(self, s: Settings) -> tuple[Backend, Pipeline]:
-        backend = self._backend_factory(resolve_model(s.model), s.backend)
+    def _make_pipeline(self, s: Settings, background: Background | None = None) -> tuple[Backend, FramePipeline]:
+        with s.blame("model"):
+            spec = resolve_model(s.model)
+        backend = self._backend_factory(spec, s.backend)
         try:
-            return backend, Pipeline(s, backend)
+            return backend, make_pipeline(s, backend, background=background)
         except BaseException:
             backend.close()
             raise
@@ -166,11 +159,13 @@ class LiveLoop:
 
     @property
     def backend_name(self) -> str:
+        """What runs the model, for the readout: e.g. ``cpu (auto)``, ``tensorrt``."""
         b = self._backend
         if b is None:
             return ""
-        providers = getattr(b, "providers", None)
-        return f"{b.name} ({providers[0].replace('ExecutionProvider', '')})" if providers else b.name
+        choice = getattr(b, "choice", None)
+        name = choice.backend if choice is not None else b.name
+        return f"{name} (auto)" if self.settings.backend == "auto" else name
 
     def start(self, background: bool = False) -> LiveLoop:
         if self.running:
@@ -223,10 +218,14 @@ class LiveLoop:
                 self._dropped0 += cap.dropped
 
     # -- live changes ----------------------------------------------------
-    def update(self, settings: Settings) -> None:
-        """New settings, applied from the next frame; never blocks on capture or inference."""
+    def update(self, settings: Settings, background: Background | None = None) -> None:
+        """New settings, applied from the next frame; never blocks on capture or inference.
+
+        ``background``: ``settings.bg`` already opened (the GUI checks a file
+        that way), so it is not opened a second time.
+        """
         with self._pending_lock:
-            self._pending = settings
+            self._pending = (settings, background)
         cap = self._capture
         if cap is not None:
             cap.mirror = settings.mirror  # per-frame flag: no restart
@@ -274,7 +273,7 @@ class LiveLoop:
             return False
         with self._sink_lock:
             sinks = list(self._sinks)
-        return bool(sinks) and all(getattr(s, "watched", True) is False for s in sinks)
+        return bool(sinks) and not any(s.watched for s in sinks)
 
     def _finish(self, reason: str, lost: bool) -> None:
         if self.end_reason is None:
@@ -291,17 +290,17 @@ class LiveLoop:
         if self.on_error is not None:
             self.on_error(message)
 
-    def _reconfigure(self, new: Settings) -> None:
+    def _reconfigure(self, new: Settings, background: Background | None) -> None:
         old = self.settings
         if any(getattr(new, k) != getattr(old, k) for k in MODEL_KEYS):
-            backend, pipeline = self._make_pipeline(new)
+            backend, pipeline = self._make_pipeline(new, background)
             if self._pipeline is not None:
                 self._pipeline.close()
             if self._backend is not None:
                 self._backend.close()
             self._backend, self._pipeline = backend, pipeline
         elif self._pipeline is not None:
-            self._pipeline.update(new)
+            self._pipeline.update(new, background)
         source = Source.parse(new.camera)
         if new.camera != old.camera or (source.is_camera and any(
                 getattr(new, k) != getattr(old, k) for k in CAPTURE_KEYS)):
@@ -333,7 +332,7 @@ class LiveLoop:
             if pending is not None:
                 capture_before = self._capture
                 try:
-                    self._reconfigure(pending)
+                    self._reconfigure(*pending)
                 except VbgError as exc:
                     if self._capture is None:  # the old camera is closed and the new one failed
                         self._finish(exc.line(), True)
@@ -375,7 +374,7 @@ class LiveLoop:
             with self._sink_lock:
                 for sink in list(self._sinks):
                     try:
-                        sink.send(out.frame)
+                        sink.write(out)
                     except Exception as exc:  # a sink that fails is dropped, the session goes on
                         self._sinks.remove(sink)
                         self._report(exc.line() if isinstance(exc, VbgError) else f"output stopped: {exc}")
@@ -392,97 +391,3 @@ class LiveLoop:
                 self._finish(f"{n} frames done", False)
                 return
         self._finish("stopped", False)
-
-
-# --- the `vbg live` command -------------------------------------------------
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.description = ("Webcam (or a video file standing in for one) -> background replacement -> "
-                     "virtual camera. Settings come from --config (default: the file 'vbg gui' saves), "
-                     "then these options.")
-    p.add_argument("--bg", help="background: image, video, blur[:N], color:#RRGGBB or none")
-    p.add_argument("--camera", help="camera index (0, 1, ...), device path (/dev/video2) or a video file")
-    p.add_argument("--width", type=int, help="requested camera width (default 1280)")
-    p.add_argument("--height", type=int, help="requested camera height (default 720)")
-    p.add_argument("--fps", type=float, help="requested camera frame rate (default 30)")
-    p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None, help="flip left-right")
-    p.add_argument("--model", help="model name or spec path (see 'vbg models')")
-    p.add_argument("--backend", choices=BACKENDS, help="inference backend (default auto)")
-    p.add_argument("--threshold", type=float, help="mask threshold 0..1")
-    p.add_argument("--feather", type=float, help="edge feathering in pixels")
-    p.add_argument("--smoothing", type=float, help="temporal smoothing 0..1")
-    p.add_argument("--config", type=Path, help="settings TOML (default: the user's config.toml if present)")
-    p.add_argument("--no-virtual-cam", action="store_true", help="run the loop without a virtual camera device")
-    p.add_argument("--device", help="virtual camera device (default: the first free one)")
-    p.add_argument("--no-window", action="store_true", help="no preview window")
-    p.add_argument("--frames", type=int, help="stop after N frames")
-    p.add_argument("--loop", action="store_true", help="loop a video file used as the camera")
-    p.add_argument("--always-process", action="store_true",
-                   help="keep processing while no application reads the virtual camera (default: pause, "
-                        "when there is no preview window)")
-
-
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    """The user's saved settings (or --config), overridden by the options given."""
-    path = args.config or config_dir() / "config.toml"
-    if args.config is not None or path.is_file():
-        settings = Settings.load(path)
-    else:
-        settings = Settings()
-    changes = {k: getattr(args, k) for k in ("bg", "camera", "width", "height", "fps", "mirror", "model",
-                                             "backend", "threshold", "feather", "smoothing")
-               if getattr(args, k, None) is not None}
-    if args.no_virtual_cam:
-        changes["virtual_cam"] = False
-    return settings.replace(**changes) if changes else settings
-
-
-def _has_display() -> bool:
-    if os.environ.get("QT_QPA_PLATFORM", "") in ("offscreen", "minimal"):
-        return False
-    if sys.platform.startswith("linux"):
-        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    return True
-
-
-def run(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
-    if args.frames is not None and args.frames < 1:
-        raise VbgError(f"--frames {args.frames} must be at least 1", "pass a positive count")
-    window = not args.no_window and _has_display()
-    loop = LiveLoop(settings, loop_file=args.loop, max_frames=args.frames,
-                    pause_unwatched=not window and not args.always_process)
-    vcam = None
-    try:
-        loop.open()
-        if settings.virtual_cam:
-            from .sinks.vcam import VirtualCamSink
-
-            w, h = loop.frame_size
-            vcam = VirtualCamSink(w, h, loop.source_fps, device=args.device, watch_readers=loop.pause_unwatched)
-            loop.add_sink(vcam)
-            log.warning("sending to virtual camera %s (%dx%d); select it in your video app", vcam.device, w, h)
-        if not args.no_window and not window:
-            log.info("no display: running without a preview window")
-        loop.start()
-        if window:
-            from .gui.preview import run_preview  # Qt only when a window is wanted
-
-            run_preview(loop)
-        else:
-            while not loop.wait(0.2):  # short waits keep Ctrl-C responsive
-                pass
-    except KeyboardInterrupt:
-        pass  # Ctrl-C is how a live session normally ends
-    finally:
-        loop.stop()
-        if vcam is not None:
-            vcam.close()
-    stats = loop.stats()
-    print(stats.summary_line(), flush=True)
-    log.info("%d frames, %d captured, %d dropped, %d paused; %s", stats.frames, stats.captured, stats.dropped,
-             stats.paused, loop.end_reason)
-    if loop.lost:
-        raise VbgError(f"live session ended: {loop.end_reason}",
-                       "check the camera connection and run again")
-    return 0

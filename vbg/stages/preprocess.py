@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from .spec import ModelSpec
+from ..spec import ModelSpec
 
 
 def shrink(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:

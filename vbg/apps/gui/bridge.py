@@ -16,7 +16,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
-from ..live import Delivery
+from ...loop import Delivery
 
 
 def checkerboard(h: int, w: int, cell: int = 16) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""The commands: cli (dispatch), batch (convert), live, gui, models, doctor."""

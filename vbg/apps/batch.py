@@ -1,0 +1,548 @@
+"""``vbg --input IN --bg BG``: convert a video, an image or a folder of images.
+
+Videos flow through three threads joined by bounded queues, so decoding,
+inference and encoding overlap and memory stays flat however long the
+video is::
+
+    decode thread --(8 frames)--> main: pipeline, batches --(8 outputs)--> encode thread
+
+Outputs are written under a temporary name and renamed when complete
+(``vbg.atomic``); inputs are never overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import statistics
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from ..backends import create_backend
+from ..backends.base import Backend
+from ..config import add_setting_arguments, settings_from_args
+from ..errors import VbgError
+from ..io.atomic import atomic_folder, atomic_output, check_target, same_file
+from ..io.decode import DecodedFrame, VideoDecoder
+from ..io.files import IMAGE_EXTS, is_image, is_video, read_image
+from ..models import resolve_model
+from ..pipeline import FramePipeline, make_pipeline
+from ..settings import Settings
+from ..sinks import AudioSink, Sink, SinkContext, SinkKind, SinkThread, render, sink_kind
+from ..sinks.images import check_image_output, is_sequence_target, sequence_pattern, write_image
+from ..sinks.video import X264_PRESETS, check_video_output
+from ..stages.backgrounds import Background, open_background
+
+log = logging.getLogger(__name__)
+
+GREEN = "color:#00b140"  # chroma-key green
+DEFAULT_PRESET = "superfast"
+DEFAULT_BATCH = 4
+STAGE_ORDER = ("decode", "segment", "smooth", "matte", "composite", "encode")
+
+ProgressFn = Callable[[int], None]
+
+
+# --------------------------------------------------------------------------- CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-i", "--input", metavar="IN",
+                        help="video, image, or folder of videos and images")
+    parser.add_argument("-o", "--output", metavar="OUT",
+                        help="output file; a folder (or frame_%%05d.png) for a PNG sequence. "
+                             "Default: IN.vbg.mp4 beside the input (IN.mask.mp4 for masks)")
+    add_setting_arguments(parser, "convert")
+    e = parser.add_argument_group("encoding")
+    e.add_argument("--batch", metavar="N", help=f"frames per model call, 1..64 ({DEFAULT_BATCH})")
+    e.add_argument("--preset", metavar="NAME",
+                   help=f"x264 speed preset, ultrafast..veryslow ({DEFAULT_PRESET}: "
+                        "fastest that keeps files reasonable on 2 cores)")
+    e.add_argument("--no-audio", action="store_true", help="drop the audio track")
+    parser.add_argument("-y", "--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
+    parser.epilog = ((parser.epilog or "") + "\n\nNotes: odd frame sizes are kept exactly (H.264 "
+                     "4:4:4 then); rotated phone videos are turned upright; audio is copied as is "
+                     "when the container allows, else AAC (Opus for .webm).")
+
+
+def _number(args: argparse.Namespace, name: str, kind: type) -> Any:
+    raw = getattr(args, name, None)
+    if raw is None:
+        return None
+    try:
+        return kind(raw)
+    except ValueError:
+        flag = "--" + name.replace("_", "-")
+        raise VbgError(f"{flag} expects {'a whole number' if kind is int else 'a number'}, got {raw!r}",
+                       f"e.g. {flag} {'20' if kind is int else '0.5'}") from None
+
+
+def effective_settings(settings: Settings) -> Settings:
+    """Tie the background to the output mode: alpha = no background, green = chroma green."""
+    mode = settings.output_mode
+    if mode == "composite" and settings.background.kind == "none":
+        return settings.replace(output_mode="alpha")
+    if mode == "alpha" and settings.background.kind != "none":
+        return settings.replace(bg="none")
+    if mode == "green":
+        return settings.replace(bg=GREEN)
+    return settings
+
+
+# --------------------------------------------------------------------------- stats
+@dataclass
+class ConvertStats:
+    """What a conversion did, for the summary line and the benchmarks."""
+
+    frames: int
+    seconds: float
+    output: Path
+    stages: dict[str, float] = field(default_factory=dict)  # median ms per frame and stage
+    audio: str = ""  # "copied aac", "re-encoded pcm_s16le -> aac", ""
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        return f"vbg: {self.frames} frames in {self.seconds:.1f} s ({self.fps:.1f} fps) -> {self.output}"
+
+
+class _Timings:
+    """Per-stage milliseconds of the newest frames (bounded: memory stays flat)."""
+
+    def __init__(self, keep: int = 4096) -> None:
+        self.ms: dict[str, deque[float]] = {}
+        self.keep = keep
+
+    def add(self, stage: str, ms: float) -> None:
+        self.ms.setdefault(stage, deque(maxlen=self.keep)).append(ms)
+
+    def medians(self) -> dict[str, float]:
+        order = {s: i for i, s in enumerate(STAGE_ORDER)}
+        return {k: statistics.median(v) for k, v in sorted(self.ms.items(), key=lambda kv: order.get(kv[0], 99))
+                if v}
+
+
+# --------------------------------------------------------------------------- engine
+def open_backend(settings: Settings) -> Backend:
+    with settings.blame("model"):
+        spec = resolve_model(settings.model)
+    backend = create_backend(spec, settings.backend)
+    log.info("backend %s", getattr(getattr(backend, "choice", None), "backend", backend.name))
+    return backend
+
+
+@contextlib.contextmanager
+def _owned(backend: Backend | None, settings: Settings) -> Iterator[Backend]:
+    """``backend``, or one opened from ``settings`` and closed at the end."""
+    if backend is not None:
+        yield backend
+        return
+    own = open_backend(settings)
+    try:
+        yield own
+    finally:
+        own.close()
+
+
+@contextlib.contextmanager
+def _safe_target(kind: SinkKind, dst: Path, overwrite: bool) -> Iterator[Path]:
+    """Where the sink writes: a temporary name beside ``dst`` (renamed when complete) for files
+    and folders, ``dst`` itself for streams."""
+    if kind.output == "file":
+        with atomic_output(dst, overwrite=overwrite) as tmp:
+            yield tmp
+    elif kind.output == "folder":
+        folder, pattern = sequence_pattern(dst)
+        if (folder / (pattern % 1)).exists() and not overwrite:
+            raise VbgError(f"{folder / (pattern % 1)} already exists", "use -y to overwrite, or choose another --output")
+        with atomic_folder(folder, overwrite=overwrite) as tmp:
+            yield tmp / pattern
+    else:
+        yield dst
+
+
+def convert_video(src: Path, dst: Path, settings: Settings, *, backend: Backend | None = None,
+                  background: Background | None = None, overwrite: bool = False, preset: str = DEFAULT_PRESET,
+                  batch: int = DEFAULT_BATCH, audio: bool = True, on_progress: ProgressFn | None = None,
+                  on_start: Callable[[Any], None] | None = None, queue_size: int = 8) -> ConvertStats:
+    """Convert one video file to ``dst``: any registered sink (a video file; a PNG-sequence folder or pattern).
+
+    ``backend``: an open inference backend (made from ``settings`` when
+    None, and closed again); ``background``: ``settings.bg`` already open.
+    ``on_start(info)`` gets the ``VideoInfo`` once the input is open;
+    ``on_progress(n)`` is called after each batch of ``n`` frames.
+    """
+    settings = effective_settings(settings)
+    src, dst = Path(src), Path(dst)
+    mode = settings.output_mode
+    if dst.is_dir() or not dst.suffix:
+        dst = dst / "%06d.png"  # a folder: a PNG sequence in it
+    kind = sink_kind(dst)
+    if kind is None:
+        check_video_output(dst, mode)  # names the types vbg writes
+        raise VbgError(f"no output writes {dst.name}", "use .mp4, .mov, .mkv or .webm, or a folder for PNG frames")
+    if same_file(src, dst) or (kind.output == "folder" and same_file(src, sequence_pattern(dst)[0])):
+        raise VbgError(f"output {dst} is the input file", "choose another --output; inputs are never overwritten")
+    if kind.check is not None:
+        kind.check(dst, mode)
+    if kind.output == "file":
+        check_target(dst, overwrite=overwrite)
+    timings = _Timings()
+    t_start = time.perf_counter()
+    with _owned(backend, settings) as be, \
+            VideoDecoder(src, queue_size=queue_size, audio=audio and kind.output == "file") as dec:
+        info = dec.info
+        if on_start is not None:
+            on_start(info)
+        pipeline = make_pipeline(settings, be, composite=mode != "mask", background=background)
+        try:
+            with _safe_target(kind, dst, overwrite) as target:
+                ctx = SinkContext(mode=mode, width=info.width, height=info.height, rate=info.rate,
+                                  time_base=info.time_base, quality=settings.quality, preset=preset,
+                                  sample_aspect_ratio=_rotated_sar(info), color_primaries=info.color_primaries,
+                                  color_trc=info.color_trc, audio_in=dec.audio_stream,
+                                  options={"ext": dst.suffix})
+                sink = kind.open(target, ctx)
+                frames = _run_video(dec, pipeline, sink, batch, timings, on_progress, queue_size)
+        finally:
+            pipeline.close()
+        if dec.bad_packets:
+            log.warning("%s: %d damaged packets were skipped", src.name, dec.bad_packets)
+    out_path = sequence_pattern(dst)[0] if kind.output == "folder" else dst
+    return ConvertStats(frames, time.perf_counter() - t_start, out_path, timings.medians(),
+                        getattr(sink, "audio_note", ""))
+
+
+def _rotated_sar(info: Any) -> Any:
+    sar = info.sample_aspect_ratio
+    if sar and info.rotation in (90, 270):
+        return 1 / sar
+    return sar
+
+
+def _run_video(dec: VideoDecoder, pipeline: FramePipeline, sink: Sink, batch: int, timings: _Timings,
+               on_progress: ProgressFn | None, queue_size: int) -> int:
+    """The main loop: frames in batches through the pipeline, outputs to the writer thread."""
+    writer = SinkThread(sink.close, sink.abort, maxsize=queue_size)
+    audio = isinstance(sink, AudioSink)
+    pending: list[DecodedFrame] = []
+    frames = 0
+
+    def flush() -> None:
+        nonlocal frames
+        outs = pipeline.process_batch([f.image for f in pending])
+        for f, out in zip(pending, outs):
+            timings.add("decode", f.decode_ms)
+            for stage, ms in out.timings.items():
+                timings.add(stage, ms)
+            writer.submit(sink.write, out, f.pts)
+        frames += len(pending)
+        if on_progress is not None:
+            on_progress(len(pending))
+        pending.clear()
+
+    try:
+        pipeline.reset()
+        for item in dec:
+            if isinstance(item, DecodedFrame):
+                pending.append(item)
+                if len(pending) >= batch:
+                    flush()
+            elif audio:  # an audio packet: to the muxer, in file order
+                writer.submit(sink.write_audio, item, timed=False)  # type: ignore[attr-defined]
+        if pending:
+            flush()
+        writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    for ms in writer.frame_ms:
+        timings.add("encode", ms)
+    return frames
+
+
+def convert_images(pairs: Sequence[tuple[Path, Path]], settings: Settings, *, backend: Backend | None = None,
+                   background: Background | None = None, overwrite: bool = False,
+                   on_progress: ProgressFn | None = None) -> ConvertStats:
+    """Convert images independently (temporal state is reset between them).
+
+    ``pairs``: (input, output) paths. An unreadable image is skipped with a
+    warning; if any were, a ``VbgError`` naming the first is raised at the
+    end, after the others are written.
+    """
+    settings = effective_settings(settings)
+    mode = settings.output_mode
+    timings = _Timings()
+    t_start = time.perf_counter()
+    failed: list[tuple[Path, VbgError]] = []
+    done = 0
+    with _owned(backend, settings) as be:
+        pipeline = make_pipeline(settings, be, background=background)
+        try:
+            for src, dst in pairs:
+                try:
+                    t0 = time.perf_counter()
+                    img = read_image(src)
+                    timings.add("decode", (time.perf_counter() - t0) * 1e3)
+                except VbgError as exc:
+                    if len(pairs) == 1:
+                        raise
+                    log.warning("skipping %s: %s", src, exc.what)
+                    failed.append((src, exc))
+                    continue
+                pipeline.reset()
+                out = pipeline.process(img)
+                for stage, ms in out.timings.items():
+                    timings.add(stage, ms)
+                t0 = time.perf_counter()
+                write_image(dst, render(out, mode), overwrite=overwrite)
+                timings.add("encode", (time.perf_counter() - t0) * 1e3)
+                done += 1
+                if on_progress is not None:
+                    on_progress(1)
+        finally:
+            pipeline.close()
+    if failed:
+        src, exc = failed[0]
+        more = f" and {len(failed) - 1} more" if len(failed) > 1 else ""
+        raise VbgError(f"could not read {src}{more}; the other {done} images were written",
+                       "check or remove the unreadable files")
+    out_path = pairs[0][1] if len(pairs) == 1 else pairs[0][1].parent
+    return ConvertStats(done, time.perf_counter() - t_start, out_path, timings.medians())
+
+
+# --------------------------------------------------------------------------- planning
+def _tag(mode: str) -> str:
+    return "mask" if mode == "mask" else "vbg"
+
+
+def _image_ext(src: Path, mode: str) -> str:
+    if mode in ("mask", "alpha"):
+        return ".png"
+    ext = src.suffix.lower()
+    return ext if ext in IMAGE_EXTS else ".png"
+
+
+def _video_ext(mode: str) -> str:
+    return ".webm" if mode == "alpha" else ".mp4"
+
+
+def _dir_like(text: str, p: Path) -> bool:
+    return text.endswith(("/", "\\")) or p.is_dir() or not p.suffix
+
+
+def plan_video_output(src: Path, output: str | None, mode: str) -> Path:
+    if output is None:
+        return src.with_name(f"{src.stem}.{_tag(mode)}{_video_ext(mode)}")
+    p = Path(output).expanduser()
+    if is_sequence_target(p, output):
+        return p if p.suffix.lower() == ".png" else p / "%06d.png"
+    if sink_kind(p) is None:
+        check_video_output(p, mode)  # names the types vbg writes
+    return p
+
+
+def plan_image_output(src: Path, output: str | None, mode: str) -> Path:
+    ext = _image_ext(src, mode)
+    if output is None:
+        return src.with_name(f"{src.stem}.{_tag(mode)}{ext}")
+    p = Path(output).expanduser()
+    if _dir_like(output, p):
+        p = p / f"{src.stem}{ext}"
+    check_image_output(p, mode, mode == "alpha")
+    return p
+
+
+@dataclass
+class FolderPlan:
+    """A folder's work: its images (converted one by one) and its videos (each to a video)."""
+
+    out_dir: Path
+    images: list[tuple[Path, Path]]
+    videos: list[tuple[Path, Path]]
+
+
+def plan_folder(src: Path, output: str | None, mode: str, overwrite: bool) -> FolderPlan:
+    try:
+        files = sorted(p for p in src.iterdir() if p.is_file() and not p.name.startswith("."))
+    except PermissionError:
+        raise VbgError(f"cannot read folder {src}: permission denied", "check its permissions") from None
+    images = [p for p in files if is_image(p)]
+    videos = [p for p in files if is_video(p)]
+    if not images and not videos:
+        raise VbgError(f"no images or videos in {src}",
+                       f"put {', '.join(sorted(IMAGE_EXTS))} or video files there, or give a file")
+    if output is None:
+        out_dir = src.parent / f"{src.name}.{'masks' if mode == 'mask' else 'vbg'}"
+    else:
+        out_dir = Path(output).expanduser()
+        if out_dir.exists() and not out_dir.is_dir():
+            raise VbgError(f"output {out_dir} is a file", "give a folder as --output for a folder")
+        if out_dir.suffix.lower() in IMAGE_EXTS or sink_kind(out_dir) is not None:
+            raise VbgError(f"output {out_dir} looks like a file", "give a folder as --output for a folder")
+    plan = FolderPlan(out_dir, [], [])
+    seen: dict[Path, Path] = {}
+    for item in images + videos:
+        dst = out_dir / f"{item.stem}{_image_ext(item, mode) if is_image(item) else _video_ext(mode)}"
+        if dst in seen:
+            raise VbgError(f"{seen[dst].name} and {item.name} would both be written to {dst.name}",
+                           "rename one of them")
+        seen[dst] = item
+        for other in files:
+            if same_file(dst, other):
+                raise VbgError(f"output {dst} would overwrite the input {other.name}",
+                               "choose another --output folder; inputs are never overwritten")
+        check_target(dst, overwrite=overwrite)
+        (plan.images if is_image(item) else plan.videos).append((item, dst))
+    return plan
+
+
+# --------------------------------------------------------------------------- progress
+class Progress:
+    """A tqdm bar on a terminal; a plain line every few seconds when stderr is not one
+    (a script or CI sees progress too); nothing with ``--no-progress``."""
+
+    def __init__(self, total: int | None, desc: str, enabled: bool, *, every: float = 5.0,
+                 stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.total, self.desc, self.every = total or None, desc, every
+        self.n = 0
+        self.t0 = self.last = time.monotonic()
+        tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.bar = tqdm(total=self.total, desc=desc, unit="frame", file=self.stream, dynamic_ncols=True,
+                        leave=False, smoothing=0.1) if tty else None
+        self.lines = enabled and not tty
+
+    def update(self, n: int) -> None:
+        self.n += n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif self.lines and time.monotonic() - self.last >= self.every:
+            self.last = time.monotonic()
+            print(self.line(), file=self.stream, flush=True)
+
+    def line(self) -> str:
+        el = max(1e-9, time.monotonic() - self.t0)
+        fps = self.n / el
+        if self.total:
+            eta = (self.total - self.n) / fps if fps > 0 else 0.0
+            return (f"vbg: {self.desc}: {self.n}/{self.total} frames ({100 * self.n / self.total:.0f} %), "
+                    f"{fps:.1f} fps, ETA {eta:.0f} s")
+        return f"vbg: {self.desc}: {self.n} frames, {fps:.1f} fps"
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# --------------------------------------------------------------------------- run
+@dataclass(frozen=True)
+class Job:
+    """How a conversion runs beyond its settings (the encoding flags)."""
+
+    preset: str = DEFAULT_PRESET
+    batch: int = DEFAULT_BATCH
+    audio: bool = True
+    overwrite: bool = False
+    progress: bool = True
+
+
+def convert(input: str | Path, output: str | Path | None = None, settings: Settings | None = None, *,
+            job: Job = Job(), **changes: Any) -> ConvertStats:
+    """Convert a video, an image or a folder, as ``vbg --input`` does: the Python API.
+
+    ``vbg.convert("talk.mp4", "out.mp4", bg="beach", threshold=0.6)``:
+    ``changes`` are ``Settings`` fields on top of ``settings`` (default:
+    the defaults, not the user's config file). Returns what was done;
+    raises ``VbgError`` for bad input.
+    """
+    settings = effective_settings((settings or Settings()).replace(**changes) if changes
+                                  else (settings or Settings()))
+    if not 1 <= job.batch <= 64:
+        raise VbgError(f"--batch {job.batch} out of range", "use a value from 1 to 64")
+    if job.preset not in X264_PRESETS:
+        raise VbgError(f"unknown --preset {job.preset!r}", f"use one of {', '.join(X264_PRESETS)}")
+    src = Path(input).expanduser()
+    if not src.exists():
+        raise VbgError(f"input {src} not found", "check the path")
+    mode = settings.output_mode
+    out_text = None if output is None else str(output)
+    # Opened before any work, and once for the whole run: a bad background fails at once.
+    with settings.blame("bg"):
+        background = open_background(settings.background)
+    try:
+        with _owned(None, settings) as backend:
+            if src.is_dir():
+                return _convert_folder(src, out_text, settings, backend, background, job)
+            if is_image(src):
+                dst = plan_image_output(src, out_text, mode)
+                check_target(dst, overwrite=job.overwrite, inputs=(src,))
+                return convert_images([(src, dst)], settings, backend=backend, background=background,
+                                      overwrite=job.overwrite)
+            dst = plan_video_output(src, out_text, mode)
+            return _convert_one_video(src, dst, settings, backend, background, job, src.name)
+    finally:
+        background.close()
+
+
+def _convert_one_video(src: Path, dst: Path, settings: Settings, backend: Backend, background: Background,
+                       job: Job, desc: str) -> ConvertStats:
+    holder: dict[str, Progress] = {}
+
+    def start(info: Any) -> None:
+        holder["bar"] = Progress(info.frames, desc, job.progress)
+
+    try:
+        return convert_video(src, dst, settings, backend=backend, background=background, overwrite=job.overwrite,
+                             preset=job.preset, batch=job.batch, audio=job.audio, on_start=start,
+                             on_progress=lambda n: holder["bar"].update(n))
+    finally:
+        if "bar" in holder:
+            holder["bar"].close()
+
+
+def _convert_folder(src: Path, output: str | None, settings: Settings, backend: Backend, background: Background,
+                    job: Job) -> ConvertStats:
+    plan = plan_folder(src, output, settings.output_mode, job.overwrite)
+    t0 = time.perf_counter()
+    frames, stages = 0, {}
+    if plan.images:
+        bar = Progress(len(plan.images), f"{src.name} images", job.progress)
+        try:
+            st = convert_images(plan.images, settings, backend=backend, background=background,
+                                overwrite=job.overwrite, on_progress=bar.update)
+        finally:
+            bar.close()
+        frames, stages = st.frames, st.stages
+    for i, (video, dst) in enumerate(plan.videos, 1):
+        st = _convert_one_video(video, dst, settings, backend, background, job,
+                                f"[{i}/{len(plan.videos)}] {video.name}")
+        frames += st.frames
+        stages = stages or st.stages
+        log.info("%s -> %s: %d frames", video.name, dst.name, st.frames)
+    return ConvertStats(frames, time.perf_counter() - t0, plan.out_dir, stages)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args, "convert")
+    if not args.input:
+        raise VbgError("no input given", "use vbg --input VIDEO|IMAGE|FOLDER --bg BG; see vbg --help")
+    batch = _number(args, "batch", int)
+    job = Job(preset=args.preset or DEFAULT_PRESET, batch=DEFAULT_BATCH if batch is None else batch,
+              audio=not args.no_audio, overwrite=args.overwrite, progress=not args.no_progress)
+    stats = convert(args.input, args.output, settings, job=job)
+    print(stats.summary())
+    if stats.stages:
+        log.info("median ms per frame: %s", ", ".join(f"{k} {v:.2f}" for k, v in stats.stages.items()))
+    if stats.audio:
+        log.info("audio: %s", stats.audio)
+    return 0

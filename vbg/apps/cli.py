@@ -1,0 +1,140 @@
+"""Command line: ``vbg --input IN --bg BG`` plus subcommands.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)``
+and ``run(args) -> int``; only the chosen one is imported (by name, from
+``COMMANDS``), so ``vbg --input`` never pays for Qt or torch, and ``vbg gui
+--help`` works without PySide6.
+
+Errors the user can fix are one line on stderr and exit 2. SIGTERM and
+SIGHUP end a run the way Ctrl-C does (outputs in progress are removed), with
+one line and exit 143 or 129.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import importlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from types import FrameType
+
+from .. import __version__
+from ..errors import VbgError
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "convert": ("vbg.apps.batch", "convert a video, image or folder (the default command)"),
+    "live": ("vbg.apps.live", "webcam -> virtual camera, with a preview window (--no-window: none)"),
+    "gui": ("vbg.apps.gui", "the tuning window (needs vbg[gui])"),
+    "models": ("vbg.apps.models", "list bundled and user models"),
+    "doctor": ("vbg.apps.doctor", "what this machine has: versions, accelerators, codecs, cameras"),
+    "train": ("vbg.train.commands", "train a segmentation model (needs vbg[train])"),
+    "export": ("vbg.train.export_cmd", "export a checkpoint to ONNX + spec (needs vbg[train])"),
+    "eval": ("vbg.train.eval_cmd", "compare models on a labelled folder (ONNX Runtime; no torch needed)"),
+}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: unwinds like Ctrl-C, so every cleanup that handles Ctrl-C handles it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise ``Terminated`` in the main thread while a command runs."""
+    wanted = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    old = {}
+    for sig in wanted:
+        with contextlib.suppress(ValueError, OSError):  # not the main thread, or not allowed here
+            old[sig] = signal.signal(sig, _terminate)
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _disk_full(exc: OSError) -> VbgError | None:
+    if exc.errno == errno.ENOSPC:
+        return VbgError("the disk is full: the output was removed", "free some space, or write to another disk")
+    if exc.errno == errno.EFBIG:
+        return VbgError("the output hit the file-size limit (ulimit -f): it was removed",
+                        "raise the limit, or write a shorter or smaller output")
+    if exc.errno == errno.EDQUOT:
+        return VbgError("the disk quota is used up: the output was removed", "free some space")
+    return None
+
+
+def _prog_help() -> str:
+    lines = ["usage: vbg --input IN --bg BG [options]   |   vbg COMMAND [options]", "", "commands:"]
+    lines += [f"  {name:<8} {h}" for name, (_, h) in COMMANDS.items()]
+    lines += ["", "Run 'vbg COMMAND --help' for a command's options; 'vbg --help' alone shows convert's."]
+    return "\n".join(lines)
+
+
+def build_parser(command: str) -> tuple[argparse.ArgumentParser, object]:
+    module_name, help_text = COMMANDS[command]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        extra = {"gui": "gui", "train": "train", "export": "train"}.get(command)
+        if extra:
+            raise VbgError(f"'vbg {command}' needs {exc.name}", f'pip install "vbg[{extra}]"') from None
+        raise
+    prog = "vbg" if command == "convert" else f"vbg {command}"
+    parser = argparse.ArgumentParser(prog=prog, description=help_text,
+                                     epilog=_prog_help() if command == "convert" else None,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    module.add_arguments(parser)  # type: ignore[attr-defined]
+    return parser, module
+
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--version"]:
+        print(f"vbg {__version__}")
+        return 0
+    command = argv[0] if argv and argv[0] in COMMANDS else "convert"
+    rest = argv[1:] if argv and argv[0] in COMMANDS else argv
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")  # OpenCV's own [ WARN ] lines are not for users
+    try:
+        with _signals():
+            parser, module = build_parser(command)
+            args = parser.parse_args(rest)
+            level = logging.WARNING - 10 * min(2, args.verbose)
+            logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+            return int(module.run(args) or 0)  # type: ignore[attr-defined]
+    except VbgError as exc:
+        print(f"vbg: error: {exc.line()}", file=sys.stderr)
+        return exc.exit_code
+    except Terminated as exc:
+        name = signal.Signals(exc.signum).name
+        print(f"vbg: stopped by {name}; unfinished outputs were removed", file=sys.stderr)
+        return 128 + exc.signum
+    except KeyboardInterrupt:
+        print("vbg: interrupted; unfinished outputs were removed", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        err = _disk_full(exc)
+        if err is None:
+            raise
+        print(f"vbg: error: {err.line()}", file=sys.stderr)
+        return err.exit_code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

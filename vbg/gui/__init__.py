@@ -1,1 +1,0 @@
-"""The PySide6 tuning window (``vbg gui``) and the ``vbg live`` preview."""

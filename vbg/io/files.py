@@ -1,0 +1,63 @@
+"""What vbg reads: which files are images or videos, and reading images.
+
+The one place for the extension lists. Images are read through Python
+(``np.fromfile`` + ``cv2.imdecode``), never by handing a path to OpenCV:
+that works for any path the OS accepts (non-UTF-8 bytes, Windows Unicode),
+where ``cv2.imread`` can fail or crash.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import VbgError
+
+IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
+VIDEO_EXTS = frozenset({".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".gif", ".mpg", ".mpeg", ".ts", ".wmv",
+                        ".flv", ".3gp"})
+# images that can hold an alpha channel
+ALPHA_EXTS = frozenset({".png", ".webp", ".tif", ".tiff"})
+
+
+def is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTS
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_EXTS
+
+
+def read_bytes(path: Path, what: str = "input") -> np.ndarray:
+    """The file's bytes as uint8, or a one-line VbgError naming ``what`` it was."""
+    try:
+        return np.fromfile(path, np.uint8)
+    except FileNotFoundError:
+        raise VbgError(f"{what} {path} not found", "check the path") from None
+    except IsADirectoryError:
+        raise VbgError(f"{what} {path} is a folder", "give a file") from None
+    except PermissionError:
+        raise VbgError(f"cannot read {what} {path}: permission denied", "check the file's permissions") from None
+    except OSError as exc:
+        raise VbgError(f"cannot read {what} {path}: {exc.strerror}", "check the file") from None
+
+
+def decode_image(data: np.ndarray, flags: int = cv2.IMREAD_COLOR) -> np.ndarray | None:
+    """Encoded bytes -> pixels (EXIF orientation applied), or None when they are not an image."""
+    if not data.size:
+        return None
+    try:
+        return cv2.imdecode(data, flags)
+    except cv2.error:
+        return None
+
+
+def read_image(path: Path, what: str = "input") -> np.ndarray:
+    """-> BGR uint8 (H, W, 3), EXIF orientation applied; a one-line VbgError if unreadable."""
+    img = decode_image(read_bytes(path, what))
+    if img is None:
+        raise VbgError(f"cannot read {what} {path}: not an image, or the file is corrupt",
+                       "check that it opens in an image viewer")
+    return img
