@@ -5,12 +5,12 @@
 
 Writes ``engines/<model>-<sha8>-<gpu>-trt<version>-fp16.engine``; the
 ``tensorrt`` backend (and ``--backend auto``) picks it up from there. The work
-is done by ``vbg.gpu.engine`` (also runnable as ``python -m vbg.gpu.engine``).
+is done by ``vbg.gpu.engine``; the command is ``vbg.apps.build_engine``.
 """
 
 import sys
 
-from vbg.gpu.engine import main
+from vbg.apps.build_engine import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -33,12 +33,14 @@ from vbg.backends.onnxruntime import OnnxRuntimeBackend
 from vbg.errors import VbgError
 from vbg.gpu import device
 from vbg.gpu import kernels as K
+from vbg.gpu import plans as P
+from vbg.gpu import reference as R
 from vbg.settings import Settings
 from vbg.spec import ModelSpec
 from vbg.stages.backgrounds import BackgroundSpec, BlurBackground, open_background
 from vbg.stages.composite import Compositor
-from vbg.stages.matte import Matte
-from vbg.stages.preprocess import FramePyramid, Preprocessor, decode_output, shrink
+from vbg.stages.matte import Matte, guide_level
+from vbg.stages.preprocess import FramePyramid, Preprocessor, decode_output, levels_for, shrink
 from vbg.stages.smooth import TemporalSmoother
 
 
@@ -114,8 +116,8 @@ def test_ref_shrink_and_pyramid_are_bit_exact(size: tuple[int, int]) -> None:
     frame = textured(h, w, seed=w)
     targets = [(64, 48), (256, 144), (w // 2, h // 2), (w // 4 + 1, h // 3), (2 * w // 3, h), (300, 200)]
     for t in targets:
-        assert np.array_equal(K.ref_shrink(frame, t), shrink(frame, t)), t
-    cpu, ref = FramePyramid(frame), K.ref_pyramid(frame)
+        assert np.array_equal(R.ref_shrink(frame, t), shrink(frame, t)), t
+    cpu, ref = FramePyramid(frame), R.ref_pyramid(frame)
     for k in range(4):
         assert np.array_equal(ref.level(k), cpu.level(k)), k
     for t in [(64, 48), (256, 144), (64, 36), (33, 21)]:
@@ -126,7 +128,7 @@ def test_ref_shrink_and_pyramid_are_bit_exact(size: tuple[int, int]) -> None:
 def test_ref_luma_matches_cvtcolor() -> None:
     v = np.arange(1 << 18, dtype=np.int64) * 64 + np.random.default_rng(0).integers(0, 64, 1 << 18)
     img = np.stack([(v >> 16) & 255, (v >> 8) & 255, v & 255], -1).astype(np.uint8).reshape(512, 512, 3)
-    assert np.array_equal(K.ref_luma(img), cv2.cvtColor(img, cv2.COLOR_BGR2GRAY))
+    assert np.array_equal(R.ref_luma(img), cv2.cvtColor(img, cv2.COLOR_BGR2GRAY))
 
 
 @pytest.mark.parametrize("src,dst", [((64, 48), (1280, 720)), ((64, 48), (97, 71)), ((240, 135), (1920, 1080)),
@@ -136,7 +138,7 @@ def test_ref_resize_f32_matches_opencv(src: tuple[int, int], dst: tuple[int, int
     m[:, : src[0] // 3] = 0.0
     want = cv2.resize(m, dst, interpolation=cv2.INTER_LINEAR)
     # OpenCV 5's float bilinear is fma(s1 - s0, f, s0) per axis; the reference's fma rounds twice.
-    assert np.abs(K.ref_resize_f32(m, dst) - want).max() <= 6e-8
+    assert np.abs(R.ref_resize_f32(m, dst) - want).max() <= 6e-8
 
 
 @pytest.mark.parametrize("size", [(1280, 720), (1920, 1080), (640, 480), (128, 96), (100, 70)])
@@ -145,7 +147,7 @@ def test_ref_preprocess_matches_preprocessor(spec: ModelSpec, size: tuple[int, i
     frames = [textured(h, w, seed) for seed in (1, 2)]
     for s in specs(spec):
         want = Preprocessor(s)(frames)
-        got = K.ref_preprocess(frames, s)
+        got = R.ref_preprocess(frames, s)
         assert got.shape == want.shape and got.dtype == np.float32
         assert np.array_equal(got, want)
 
@@ -153,13 +155,13 @@ def test_ref_preprocess_matches_preprocessor(spec: ModelSpec, size: tuple[int, i
 @pytest.mark.parametrize("strength", [0.0, 0.3, 0.7, 1.0])
 def test_ref_smoother_matches_temporal_smoother(strength: float) -> None:
     frames = clip_frames(10, 320, 180, cut_at=6)
-    cpu, ref = TemporalSmoother(strength), K.RefSmoother(strength)
+    cpu, ref = TemporalSmoother(strength), R.RefSmoother(strength)
     for i, f in enumerate(frames):
         m = person_mask(f, seed=i)
         if i == 3:  # a big jump of the mask with a still frame counts as motion too
             m = np.clip(1.0 - m, 0, 1)
         want = cpu(m, f)
-        got = ref.step(m, K.ref_pyramid(f).gray((64, 48)))
+        got = ref.step(m, R.ref_pyramid(f).gray((64, 48)))
         assert np.array_equal(got, want), (i, float(np.abs(got - want).max()))
     assert cpu.cuts == ref.cuts == 1
     # Without a frame: the mask-only rule.
@@ -171,12 +173,12 @@ def test_ref_smoother_matches_temporal_smoother(strength: float) -> None:
 def test_ref_matte_matches_matte(guided: bool, feather: float) -> None:
     for (w, h), t, slope in (((640, 480), 0.5, 10.0), ((1280, 720), 0.35, 3.0), ((97, 71), 0.6, 50.0)):
         cpu = Matte(t, slope, feather, guided=guided)
-        prm = K.MatteParams(t, slope, feather, guided=guided)
+        prm = P.MatteParams(t, slope, feather, guided=guided)
         channel = 0
         for i, frame in enumerate(matte_frames(w, h)):
             m = person_mask(frame, seed=i)
-            want = cpu(m, frame)
-            got, channel = K.ref_matte(m, frame, prm, channel)
+            want = cpu.compute(m, frame).alpha
+            got, channel = R.ref_matte(m, frame, prm, channel)
             assert got.shape == want.shape == (h, w) and got.dtype == np.float32
             # The CPU's box means are a separable float filter whose rounding follows OpenCV's SIMD path;
             # the reference keeps double sums rounded once (as do the kernels): ulps of the coefficients,
@@ -190,11 +192,11 @@ def test_ref_matte_picks_the_colour_channel_like_matte() -> None:
     frame = isoluminant_frame(320, 240)
     m = person_mask(frame)
     cpu = Matte(0.5, 10.0, 2.0)
-    want = cpu(m, frame)
-    got, channel = K.ref_matte(m, frame, K.MatteParams(0.5, 10.0, 2.0))
+    want = cpu.compute(m, frame).alpha
+    got, channel = R.ref_matte(m, frame, P.MatteParams(0.5, 10.0, 2.0))
     assert channel == cpu.channel != 0  # luma barely separates these colours
     assert np.abs(got - want).max() <= 3e-5
-    _, luma_only = K.ref_matte(m, frame, K.MatteParams(0.5, 10.0, 2.0, guide="luma"), channel)
+    _, luma_only = R.ref_matte(m, frame, P.MatteParams(0.5, 10.0, 2.0, guide="luma"), channel)
     assert luma_only == 0
 
 
@@ -203,16 +205,16 @@ def test_ref_matte_picks_the_colour_channel_like_matte() -> None:
 def test_ref_blur_background_is_bit_exact(strength: int, size: tuple[int, int]) -> None:
     frame = textured(size[1], size[0], seed=strength)
     want = BlurBackground(strength).get(frame)
-    assert np.array_equal(K.ref_blur_background(frame, strength), want)
+    assert np.array_equal(R.ref_blur_background(frame, strength), want)
 
 
 def test_fixed_point_taps() -> None:
     for k, sigma in ((3, 0.0), (5, 0.0), (9, 0.0), (25, 0.0), (101, 0.0), (5, 0.5), (19, 3.0), (13, 2.0)):
-        t = K.gaussian_taps_fixed(k, sigma)
+        t = P.gaussian_taps_fixed(k, sigma)
         # Error diffusion keeps the sum exact; each tap stays within 1/256 of the float kernel.
         assert t.sum() == 256 and np.array_equal(t, t[::-1])
         assert np.abs(t / 256 - cv2.getGaussianKernel(k, sigma).ravel()).max() <= 1 / 256
-    assert K.gaussian_ksize_u8(3.0) == 19 and K.gaussian_ksize_u8(0.5) == 5
+    assert P.gaussian_ksize_u8(3.0) == 19 and P.gaussian_ksize_u8(0.5) == 5
 
 
 @pytest.mark.parametrize("bg", ["color:#00b140", "blur:15", "none"])
@@ -223,7 +225,7 @@ def test_ref_composite_matches_compositor(bg: str, feather: float) -> None:
     background = open_background(BackgroundSpec.parse(bg))
     want = Compositor(background, 0.0)(frame, res.alpha, res.coverage)
     host_bg = background.get(frame)
-    assert np.array_equal(K.ref_composite(frame, None if host_bg is None else host_bg.copy(), res.alpha), want)
+    assert np.array_equal(R.ref_composite(frame, None if host_bg is None else host_bg.copy(), res.alpha), want)
 
 
 def test_ref_composite_rounds_like_blend_linear() -> None:
@@ -232,17 +234,17 @@ def test_ref_composite_rounds_like_blend_linear() -> None:
     a = rng.random((200, 300)).astype(np.float32)
     a[:20] = np.round(a[:20] * 16) / 16
     a[20:30], a[30:40] = 0.0, 1.0
-    assert np.array_equal(K.ref_composite(fg, bg, a), cv2.blendLinear(fg, bg, a, 1.0 - a))
-    assert np.array_equal(K.ref_composite(fg, None, a)[..., 3], cv2.convertScaleAbs(a, alpha=255.0))
+    assert np.array_equal(R.ref_composite(fg, bg, a), cv2.blendLinear(fg, bg, a, 1.0 - a))
+    assert np.array_equal(R.ref_composite(fg, None, a)[..., 3], cv2.convertScaleAbs(a, alpha=255.0))
 
 
 def test_plans_match_the_cpu_stages() -> None:
     # guide_level and levels_for are the CPU stages' own functions; the plans built on them:
-    assert K.guide_level(1920, 1080, (256, 144)) == 2 and K.levels_for(1920, 1080, (256, 144)) == 2
-    assert K.shrink_plan(1920, 1080, 256, 144) == [(512, 288), (256, 144)]
-    assert K.shrink_plan(512, 288, 256, 144) == [(256, 144)]
-    assert K.shrink_plan(256, 144, 256, 144) == []
-    assert K.blur_plan(25, 1920, 1080) == K.BlurPlan((230, 130), 19, 3.0)
+    assert guide_level(1920, 1080, (256, 144)) == 2 and levels_for(1920, 1080, (256, 144)) == 2
+    assert P.shrink_plan(1920, 1080, 256, 144) == [(512, 288), (256, 144)]
+    assert P.shrink_plan(512, 288, 256, 144) == [(256, 144)]
+    assert P.shrink_plan(256, 144, 256, 144) == []
+    assert P.blur_plan(25, 1920, 1080) == P.BlurPlan((230, 130), 19, 3.0)
 
 
 @pytest.mark.parametrize("kind,layout,channels", [("logits", "NCHW", 1), ("probability", "NHWC", 1),
@@ -257,7 +259,7 @@ def test_decode_xp_matches_decode_output(spec: ModelSpec, kind: str, layout: str
         raw = np.exp(raw) / np.exp(raw).sum(axis=1, keepdims=True)
     elif kind == "probability":
         raw = 1 / (1 + np.exp(-raw))
-    assert np.allclose(K.decode_xp(np, s, raw), decode_output(s, raw), atol=1e-6)
+    assert np.allclose(P.decode_xp(np, s, raw), decode_output(s, raw), atol=1e-6)
 
 
 def test_kernels_compile_with_nvrtc() -> None:
@@ -420,7 +422,7 @@ def test_matte_kernels(dev: Dev, kern: K.Kernels, guided: bool, feather: float) 
         if (w, h) == (320, 240):
             frames[1:] = [isoluminant_frame(w, h)] * 2  # the guide switches to a colour channel
         masks = np.stack([person_mask(f, seed=i) for i, f in enumerate(frames)])
-        prm = K.MatteParams(0.45, 8.0, feather, guided=guided)
+        prm = P.MatteParams(0.45, 8.0, feather, guided=guided)
         d_frames = cp.asarray(np.stack(frames))
         state = cp.zeros((1,), np.int32)
         out = cp.empty((3, h, w), np.float32)
@@ -428,11 +430,11 @@ def test_matte_kernels(dev: Dev, kern: K.Kernels, guided: bool, feather: float) 
                          cp.empty_like(out)).get()
         cpu, channel = Matte(0.45, 8.0, feather, guided=guided), 0
         for i in range(3):
-            ref, channel = K.ref_matte(masks[i], frames[i], prm, channel)
+            ref, channel = R.ref_matte(masks[i], frames[i], prm, channel)
             # Same operations in the same order: identical, but for the reference's fma, which can round
             # twice (about once in 2**29 operations, 1 ulp).
             assert np.abs(got[i] - ref).max() <= 1e-6 and (got[i] != ref).mean() <= 1e-5
-            assert np.abs(got[i] - cpu(masks[i], frames[i])).max() <= 3e-5  # the reference's own tolerance
+            assert np.abs(got[i] - cpu.compute(masks[i], frames[i]).alpha).max() <= 3e-5  # the reference's own tolerance
         assert int(state.get()[0]) == channel == cpu.channel
         if guided and (w, h) == (320, 240):
             assert channel != 0

@@ -19,6 +19,7 @@ import onnxruntime as ort
 import pytest
 from conftest import ROOT, disc_frame, make_red_model
 
+from vbg.apps import build_engine as build_app
 from vbg.backends import create_backend
 from vbg.backends import tensorrt as trt_backend
 from vbg.backends.onnxruntime import OnnxRuntimeBackend
@@ -238,7 +239,7 @@ def test_no_tensorrt_refusals(spec: ModelSpec, engines: Path, capsys: pytest.Cap
         'TensorRT is not installed (pip install "vbg[gpu]" --extra-index-url https://pypi.nvidia.com)')
     with pytest.raises(VbgError, match="TensorRT is not installed"):
         create_backend(spec, "tensorrt")
-    assert eng.main(["--model", str(spec.path)]) == 2
+    assert build_app.main(["--model", str(spec.path)]) == 2
     err = capsys.readouterr().err
     assert err == ('vbg: error: TensorRT is not installed '
                    '(pip install "vbg[gpu]" --extra-index-url https://pypi.nvidia.com)\n')
@@ -266,7 +267,7 @@ def test_no_gpu_refusal(spec: ModelSpec, engines: Path, monkeypatch: pytest.Monk
                 "(check the NVIDIA driver with nvidia-smi, or use --backend onnxruntime)")
     assert not device.gpu_available()
     assert trt_backend.why_unavailable(spec).line() == expected
-    assert eng.main(["--model", str(spec.path)]) == 2
+    assert build_app.main(["--model", str(spec.path)]) == 2
     assert capsys.readouterr().err == f"vbg: error: {expected}\n"
     with pytest.raises(VbgError) as e:
         create_backend(spec, "tensorrt")
@@ -284,7 +285,7 @@ def test_builder_fp16_refused_where_tensorrt_dropped_it(spec: ModelSpec, engines
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     fake_trt.__version__ = "11.0.0.1"
     fake_trt.BuilderFlag = types.SimpleNamespace(TF32=1)  # TensorRT 11: no FP16 flag
-    assert eng.main(["--model", str(spec.path), "--builder-fp16"]) == 2
+    assert build_app.main(["--model", str(spec.path), "--builder-fp16"]) == 2
     assert "TensorRT 11.0.0.1 has no FP16 builder flag" in capsys.readouterr().err
 
 
@@ -302,12 +303,12 @@ def test_diagnose_with_tensorrt_and_gpu(spec: ModelSpec, engines: Path, fake_trt
 def test_check_option_of_build_engine(spec: ModelSpec, engines: Path, fake_trt,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     bad = touch_engine(engines, spec, "tesla-t4", "8.6.1")
-    assert eng.main(["--model", str(spec.path), "--check", str(bad)]) == 2
+    assert build_app.main(["--model", str(spec.path), "--check", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"vbg: error: engine {bad.name} was built for tesla-t4 with TensorRT 8.6.1; ")
     assert err.count("\n") == 1 and "python build_engine.py --model" in err
     good = touch_engine(engines, spec, "h100-80gb-hbm3", TRT_VERSION)
-    assert eng.main(["--model", str(spec.path), "--check", str(good)]) == 0
+    assert build_app.main(["--model", str(spec.path), "--check", str(good)]) == 0
     assert "fits NVIDIA H100 80GB HBM3" in capsys.readouterr().out
 
 

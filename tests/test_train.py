@@ -392,3 +392,61 @@ def test_export_averages_checkpoints_of_one_network(tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert rc == 2 and "holds a fcn8s model" in err and err.count("\n") == 1
     assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_recurrent_model_carries_its_state_through_the_pipeline(tmp_path) -> None:
+    """A tiny RVM-style model exported with torch: logits = conv(frame) + state, state_out = logits.
+    The pipeline feeds each frame's state to the next, one frame at a time, and reset() zeros it."""
+    import json
+
+    from conftest import disc_frame
+
+    from vbg.backends.onnxruntime import OnnxRuntimeBackend
+    from vbg.pipeline import Pipeline
+    from vbg.settings import Settings
+    from vbg.spec import ModelSpec
+
+    class Recurrent(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 1, 1, bias=True)
+            with torch.no_grad():
+                self.conv.weight.zero_()
+                self.conv.weight[0, 0] = 1.0  # R
+                self.conv.weight[0, 2] = -1.0  # B
+                self.conv.bias.fill_(-0.3)
+
+        def forward(self, x: torch.Tensor, r1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            y = self.conv(x) + r1
+            return y, y
+
+    w, h = 32, 24
+    onnx_path = tmp_path / "rec.onnx"
+    torch.onnx.export(Recurrent().eval(), (torch.zeros(1, 3, h, w), torch.zeros(1, 1, h, w)), str(onnx_path),
+                      input_names=["src", "r1i"], output_names=["mask", "r1o"], opset_version=17, dynamo=False)
+    spec_path = tmp_path / "rec.json"
+    spec_path.write_text(json.dumps({
+        "name": "rec", "onnx": "rec.onnx",
+        "input": {"name": "src", "width": w, "height": h, "layout": "NCHW", "color": "RGB", "scale": 255.0},
+        "output": {"name": "mask", "kind": "logits", "layout": "NCHW"},
+        "state": [{"input": "r1i", "output": "r1o", "shape": [1, 1, h, w]}]}))
+    spec = ModelSpec.load(spec_path)
+    backend = OnnxRuntimeBackend(spec)
+    pipe = Pipeline(Settings(smoothing=0.0, bg="color:#00ff00"), backend)
+    frame, gt = disc_frame(128, 96, 64, 48, 30)
+    # in the disc R - B is large: logits add up frame by frame; outside they sink
+    first, second, third = (pipe.process(frame).mask for _ in range(3))
+    small = cv2_resize_bool(gt, (w, h))
+    assert first[small].mean() < second[small].mean() < third[small].mean()
+    assert third[~small].mean() < first[~small].mean()
+    # a batch runs one frame at a time, each feeding the next
+    batch = [o.mask for o in pipe.process_batch([frame, frame])]
+    assert batch[0][small].mean() < batch[1][small].mean()
+    pipe.reset()  # a new clip: the state is zeros again
+    assert np.allclose(pipe.process(frame).mask, first, atol=1e-6)
+
+
+def cv2_resize_bool(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0

@@ -20,7 +20,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 
 from .. import __version__
@@ -103,21 +103,13 @@ def build_parser(command: str) -> tuple[argparse.ArgumentParser, object]:
 
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--version"]:
-        print(f"vbg {__version__}")
-        return 0
-    command = argv[0] if argv and argv[0] in COMMANDS else "convert"
-    rest = argv[1:] if argv and argv[0] in COMMANDS else argv
+def guarded(run: Callable[[], int]) -> int:
+    """Run a command the way every vbg command runs: one line and exit 2 for errors the user can fix,
+    SIGTERM/SIGHUP/Ctrl-C unwinding (outputs in progress removed) with one line, a full disk in one line."""
     os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")  # OpenCV's own [ WARN ] lines are not for users
     try:
         with _signals():
-            parser, module = build_parser(command)
-            args = parser.parse_args(rest)
-            level = logging.WARNING - 10 * min(2, args.verbose)
-            logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-            return int(module.run(args) or 0)  # type: ignore[attr-defined]
+            return int(run() or 0)
     except VbgError as exc:
         print(f"vbg: error: {exc.line()}", file=sys.stderr)
         return exc.exit_code
@@ -134,6 +126,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"vbg: error: {err.line()}", file=sys.stderr)
         return err.exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--version"]:
+        print(f"vbg {__version__}")
+        return 0
+    command = argv[0] if argv and argv[0] in COMMANDS else "convert"
+    rest = argv[1:] if argv and argv[0] in COMMANDS else argv
+
+    def run() -> int:
+        parser, module = build_parser(command)
+        args = parser.parse_args(rest)
+        level = logging.WARNING - 10 * min(2, args.verbose)
+        logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+        return int(module.run(args) or 0)  # type: ignore[attr-defined]
+
+    return guarded(run)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -67,6 +67,15 @@ def tensorrt_version() -> str | None:
     return str(require_tensorrt().__version__)
 
 
+def require_onnx() -> ModuleType:
+    """The ``onnx`` package (reading and converting ONNX files for TensorRT), or a one-line VbgError."""
+    try:
+        return importlib.import_module("onnx")
+    except ImportError:
+        raise VbgError("building an engine needs the onnx package, which is not installed",
+                       'pip install "vbg[gpu]" (or pip install onnx)') from None
+
+
 def require_cupy() -> ModuleType:
     try:
         return importlib.import_module("cupy")

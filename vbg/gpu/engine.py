@@ -18,13 +18,11 @@ FP32 ONNX, where the installed TensorRT (10.x) still has it.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
 import os
 import re
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -36,7 +34,8 @@ from ..errors import VbgError
 from ..models import bundled_models_dir, resolve_model, user_dir
 from ..paths import config_dir
 from ..spec import ModelSpec
-from .device import GpuInfo, has_module, probe_gpu, require_cupy, require_tensorrt, tensorrt_version
+from .device import GpuInfo, has_module, probe_gpu, require_cupy, require_onnx, require_tensorrt, tensorrt_version
+from .fp16 import is_fp16, to_fp16
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +138,7 @@ def resolve_profile(onnx_shape: Sequence[int], spec: ModelSpec, max_batch: int,
 
 def onnx_input_shape(path: str | Path, name: str) -> tuple[int, ...]:
     """The named graph input's shape, -1 for symbolic or unknown dimensions."""
-    import onnx
-
+    onnx = require_onnx()
     model = onnx.load(str(path), load_external_data=False)
     for inp in model.graph.input:
         if inp.name == name:
@@ -317,7 +315,6 @@ def build_engine(model: str | Path | ModelSpec | None = None, out_dir: str | Pat
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     with tempfile.TemporaryDirectory(prefix="vbg-trt-") as td:
-        from .fp16 import is_fp16, to_fp16
 
         if builder_fp16 or is_fp16(spec.onnx):
             src = spec.onnx
@@ -376,53 +373,8 @@ def check_engine_here(path: str | Path, model: str | Path | ModelSpec | None = N
     return gpu
 
 
-# --- command line (build_engine.py) ---------------------------------------------
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, help="model name, spec .json or .onnx (default: the default model)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="engine folder (default: $VBG_ENGINES, engines/ in a checkout, else the config dir)")
-    p.add_argument("--max-batch", type=int, default=8, help="largest batch the engine accepts (default 8)")
-    p.add_argument("--opt-batch", type=int, default=None, help="batch TensorRT tunes for (default: max batch)")
-    p.add_argument("--workspace-mb", type=int, default=1024, help="builder workspace limit in MB (default 1024)")
-    p.add_argument("--timing-cache", type=Path, default=None,
-                   help="timing cache file (default: <out>/<gpu>-trt<version>.cache)")
-    p.add_argument("--no-timing-cache", action="store_true", help="time every kernel afresh")
-    p.add_argument("--builder-fp16", action="store_true",
-                   help="use the builder's FP16 flag on the FP32 ONNX (TensorRT 10 only)")
-    p.add_argument("--force", action="store_true", help="rebuild even if the engine exists")
-    p.add_argument("--check", type=Path, metavar="ENGINE", default=None,
-                   help="only check that ENGINE fits this GPU and TensorRT version")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="build_engine.py",
-                                     description="Build an FP16 TensorRT engine for a vbg model on this GPU.")
-    add_arguments(parser)
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    logging.basicConfig(level=logging.INFO - 10 * min(1, args.verbose),
-                        format="%(levelname)s %(name)s: %(message)s")
-    try:
-        if args.check is not None:
-            gpu = check_engine_here(args.check, args.model)
-            print(f"{args.check}: fits {gpu.name} with TensorRT {tensorrt_version()}")
-            return 0
-        path = build_engine(args.model, args.out, max_batch=args.max_batch, opt_batch=args.opt_batch,
-                            workspace_mb=args.workspace_mb, timing_cache=args.timing_cache,
-                            use_timing_cache=not args.no_timing_cache, builder_fp16=args.builder_fp16,
-                            force=args.force)
-    except VbgError as exc:
-        print(f"vbg: error: {exc.line()}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("vbg: interrupted", file=sys.stderr)
-        return 130
-    print(path)
-    return 0
-
-
 def status() -> dict[str, Any]:
-    """What the GPU path sees here (for ``vbg models`` / bug reports): never raises."""
+    """What the GPU path sees here (for ``vbg doctor``): never raises."""
     out: dict[str, Any] = {"tensorrt": tensorrt_version(), "cupy": has_module("cupy"), "gpu": None}
     try:
         out["gpu"] = probe_gpu().name
@@ -430,6 +382,3 @@ def status() -> dict[str, Any]:
         out["gpu_error"] = exc.line()
     return out
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

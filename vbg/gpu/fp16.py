@@ -14,14 +14,14 @@ import os
 from pathlib import Path
 
 from ..errors import VbgError
+from .device import require_onnx
 
 log = logging.getLogger(__name__)
 
 
 def initializer_types(path: str | Path) -> dict[str, int]:
     """Count of float initializers by ONNX type name, e.g. {'FLOAT16': 115}."""
-    import onnx
-
+    onnx = require_onnx()
     model = onnx.load(str(path), load_external_data=False)
     counts: dict[str, int] = {}
     for t in model.graph.initializer:
@@ -39,8 +39,8 @@ def is_fp16(path: str | Path) -> bool:
 
 def to_fp16(src: str | Path, dst: str | Path) -> Path:
     """Write an FP16 copy of ``src`` to ``dst`` (FP32 inputs/outputs kept); returns ``dst``."""
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
+    onnx = require_onnx()
+    from onnxruntime.transformers.float16 import convert_float_to_float16  # imports onnx: only after the check
 
     src, dst = Path(src), Path(dst)
     try:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Protocol
 
+import av
 import numpy as np
 
 from ..errors import VbgError
@@ -34,7 +35,8 @@ from ..settings import Settings
 from ..stages.backgrounds import Background, BlurBackground, ColorBackground, ImageBackground, open_background
 from ..stages.smooth import TemporalSmoother
 from .device import probe_gpu, require_cupy
-from .kernels import Kernels, MatteParams, Pyramid, decode_xp
+from .kernels import Kernels
+from .plans import MatteParams, Pyramid, decode_xp
 
 log = logging.getLogger(__name__)
 
@@ -286,8 +288,6 @@ def pick_h264_encoder(width: int = 1920, height: int = 1080) -> str:
 
     Only opening an encoder proves it: FFmpeg builds list NVENC everywhere.
     """
-    import av
-
     try:
         av.codec.Codec("h264_nvenc", "w")
         cc = av.CodecContext.create("h264_nvenc", "w")

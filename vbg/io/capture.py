@@ -287,10 +287,6 @@ class CaptureThread:
             self._reader = None
         self._thread = None
 
-    def restart(self) -> CaptureThread:
-        self.stop()
-        return self.start()
-
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -307,12 +303,6 @@ class CaptureThread:
         self.stop()
 
     # -- consumer side -----------------------------------------------------
-    def latest(self) -> CapturedFrame | None:
-        """The newest frame, without waiting (None before the first)."""
-        with self._cond:
-            self._taken = True
-            return self._latest
-
     def wait_next(self, after_seq: int = -1, timeout: float | None = None) -> CapturedFrame | None:
         """The newest frame with ``seq > after_seq``; None on timeout, stop or end."""
         deadline = None if timeout is None else time.perf_counter() + timeout

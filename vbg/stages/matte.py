@@ -280,10 +280,6 @@ class Matte:
         """Forget the guide channel chosen on earlier frames."""
         self.channel = 0
 
-    def __call__(self, mask: np.ndarray, frame: np.ndarray, *,
-                 pyramid: FramePyramid | None = None) -> np.ndarray:
-        return self.compute(mask, frame, pyramid=pyramid).alpha
-
     # -- guide ---------------------------------------------------------
     @staticmethod
     def guide_level(pyr: FramePyramid, mask_size: tuple[int, int]) -> int:

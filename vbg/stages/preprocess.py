@@ -144,24 +144,6 @@ class Preprocessor:
             raise ValueError("frames of one batch must share an orientation for an orientation-matching model")
         return sizes.pop() if sizes else self.size
 
-    def resize(self, frame: np.ndarray) -> np.ndarray:
-        """Frame (H, W, 3) uint8 -> (h, w, 3) uint8 at model size, spec colour order."""
-        small = shrink(frame, self.size_for(frame))
-        if self._swap:
-            small = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
-        return small
-
-    def normalise(self, small: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
-        """Stack of (h, w, 3) uint8 in spec colour order -> float32 tensor in the spec's layout."""
-        x = np.asarray(small, dtype=np.float32)
-        if x.ndim == 3:
-            x = x[None]
-        x *= self._mul
-        x += self._add
-        if self._nchw:
-            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-        return x
-
     def __call__(self, frames: Sequence[np.ndarray]) -> np.ndarray:
         size = self.batch_size_for(frames)
         small = [shrink(np.asarray(f), size) for f in frames]

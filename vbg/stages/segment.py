@@ -24,10 +24,6 @@ class Segmenter:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
 
-    @property
-    def size(self) -> tuple[int, int]:
-        return self.backend.spec.size
-
     def input_size(self, frame: np.ndarray) -> tuple[int, int]:
         """The model's input size (w, h) for this frame (the spec's portrait twin where it says so)."""
         return self.backend.spec.size_for(frame.shape[1], frame.shape[0])

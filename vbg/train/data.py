@@ -32,10 +32,10 @@ import cv2
 import numpy as np
 
 from ..errors import VbgError
+from ..io.files import IMAGE_EXTS
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 @dataclass(frozen=True)

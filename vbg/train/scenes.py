@@ -23,7 +23,8 @@ import cv2
 import numpy as np
 
 from ..errors import VbgError
-from .data import IMAGE_EXTS, Sample, read_image, split_of
+from ..io.files import IMAGE_EXTS
+from .data import Sample, read_image, split_of
 
 log = logging.getLogger(__name__)
 

@@ -19,13 +19,13 @@ import cv2
 import numpy as np
 
 from ..errors import VbgError
+from ..io.files import IMAGE_EXTS, VIDEO_EXTS
 from ..spec import ModelSpec
 from ..stages.preprocess import Preprocessor, decode_output
-from .data import IMAGE_EXTS, Sample, read_image, video_frames
+from .data import Sample, read_image, video_frames
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTS = (".mkv", ".mp4", ".avi", ".mov", ".webm")
 
 
 class TfliteTeacher:
