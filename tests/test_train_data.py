@@ -215,3 +215,17 @@ def test_train_cli_mix_is_checked(tmp_path, capsys) -> None:
     assert rc == 2 and "--mix has an unknown pool 'people'" in err and len(err.strip().splitlines()) == 1
     rc = cli.main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--teacher", "x.json"])
     assert rc == 2 and "--teacher needs --distill" in capsys.readouterr().err
+
+
+def test_compose_copes_with_any_cutout_shape() -> None:
+    """Groups cropped from labelled photos can be far wider than the frame, or one pixel wide."""
+    from vbg.train.scenes import Cutout, compose
+
+    rng = np.random.default_rng(0)
+    shapes = [(2000, 20), (20, 2000), (3, 3), (500, 40), (1, 400)]
+    cuts = [Cutout(np.zeros((h, w, 3), np.uint8), np.full((h, w), 255, np.uint8), f"{w}x{h}") for w, h in shapes]
+    bg = np.zeros((300, 400, 3), np.uint8)
+    for i in range(600):
+        size = (256, 144) if i % 2 else (144, 256)
+        img, mask = compose(bg, cuts, size, rng)
+        assert img.shape == (size[1], size[0], 3) and mask.shape == (size[1], size[0])

@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     from .datasets import load_dataset
     from .scenes import cutouts_from_samples, load_cutouts, load_negatives
     from .teachers import teacher_samples
-    from .trainer import TrainConfig, train
+    from .trainer import ConfigError, TrainConfig, train
 
     sizes = args.size or [(256, 144)]
     if args.orientation == "match":  # every batch size also in its other orientation
@@ -204,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
         result = train(cfg, train_s, val_s, negatives=negatives, teacher=teacher, cutouts=cutouts,
                        val_negatives=val_negatives, resume=args.resume, progress=not args.no_progress,
                        init=args.init)
-    except ValueError as exc:
-        raise VbgError(str(exc), "check --arch, --up, --classes, --mix and --arch-options") from None
+    except ConfigError as exc:
+        raise VbgError(str(exc), "check --arch, --up, --classes, --mix, --init and --arch-options") from None
     print(json.dumps(result, indent=2))
     return 0

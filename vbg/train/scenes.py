@@ -146,9 +146,9 @@ def _place(person: Cutout, size: tuple[int, int], rng: np.random.Generator, webc
         y = rng.uniform(0.02, 0.3) * oh
         return s, x, y
     target_h = oh * math.exp(rng.uniform(math.log(0.2), math.log(1.1)))
-    s = target_h / ph
-    w = pw * s
-    x = rng.uniform(-0.4 * w, ow - 0.6 * w)  # may be cut by the left or right edge
+    s = min(target_h / ph, 1.2 * ow / pw)  # a wide cut-out (a group) stays about as wide as the frame
+    w, target_h = pw * s, ph * s
+    x = rng.uniform(-0.4 * w, max(-0.4 * w, ow - 0.6 * w))  # may be cut by the left or right edge
     if rng.random() < 0.6:  # standing on the floor, or cut by the bottom edge
         y = oh - target_h * rng.uniform(0.6, 1.1) - rng.uniform(0, 0.15) * oh
     else:

@@ -46,6 +46,10 @@ from .scenes import Cutout, compose
 
 log = logging.getLogger(__name__)
 
+
+class ConfigError(ValueError):
+    """A run that cannot start as configured (architecture, checkpoints, pools): the CLI says it in one line."""
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -142,7 +146,7 @@ class EpochBatches:
         total = sum(mix.values())
         self.mix = {k: v / total for k, v in mix.items()}
         if "labelled" not in self.mix:
-            raise ValueError("the mix needs a labelled share")
+            raise ConfigError("the mix needs a labelled share")
 
     def draws(self) -> list[tuple[str, int]]:
         cfg = self.cfg
@@ -356,14 +360,17 @@ def train(cfg: TrainConfig, train_samples: list[Sample], val_samples: list[Sampl
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
-    model = build_model(cfg.arch, cfg.num_classes, **cfg.arch_options)
+    try:
+        model = build_model(cfg.arch, cfg.num_classes, **cfg.arch_options)
+    except (ValueError, TypeError) as exc:  # unknown architecture or options
+        raise ConfigError(str(exc)) from None
     last = out / "last.pt"
     if init and not (resume and last.is_file()):
         inits = [init] if isinstance(init, (str, Path)) else list(init)
         start, conf = load_average(inits)  # checks that the checkpoints hold one network
         if network_of(conf) != network_of(asdict(cfg)):
             arch, opts, classes = conf.get("arch"), conf.get("arch_options", {}), conf.get("num_classes", 1)
-            raise ValueError(f"{inits[0]} holds a {arch} model with {classes} classes and options {opts}, not this "
+            raise ConfigError(f"{inits[0]} holds a {arch} model with {classes} classes and options {opts}, not this "
                              f"{cfg.arch} with {cfg.num_classes} and {cfg.arch_options}")
         model.load_state_dict(start.state_dict())
         log.info("starting from the weights of %s", " + ".join(map(str, inits)))
@@ -376,7 +383,7 @@ def train(cfg: TrainConfig, train_samples: list[Sample], val_samples: list[Sampl
     cuts = list(cutouts or [])
     sampler = EpochBatches({k: len(v) for k, v in pools.items()}, cfg)
     if "paste" in sampler.mix and not cuts:
-        raise ValueError("the paste pool needs cut-outs of people (--cutouts, or labelled people)")
+        raise ConfigError("the paste pool needs cut-outs of people (--cutouts, or labelled people)")
     dataset = AugmentedSet(pools, cuts, cfg)
     rows: list[dict[str, Any]] = []
     start_epoch, step, elapsed0, best = 0, 0, 0.0, -math.inf
@@ -504,7 +511,7 @@ def load_average(paths: list[str | Path]) -> tuple[nn.Module, dict[str, Any]]:
     integer counters are taken from the first checkpoint.
     """
     if not paths:
-        raise ValueError("no checkpoints to average")
+        raise ConfigError("no checkpoints to average")
     model, cfg = load_trained(paths[0])
     if len(paths) == 1:
         return model, cfg
@@ -512,7 +519,7 @@ def load_average(paths: list[str | Path]) -> tuple[nn.Module, dict[str, Any]]:
     for p in paths[1:]:
         other, ocfg = load_trained(p)
         if network_of(ocfg) != network_of(cfg):
-            raise ValueError(f"{p} holds a {ocfg['arch']} model with {ocfg['num_classes']} classes and options "
+            raise ConfigError(f"{p} holds a {ocfg['arch']} model with {ocfg['num_classes']} classes and options "
                              f"{ocfg.get('arch_options', {})}, unlike {paths[0]}: only one network's weights average")
         for k, v in other.state_dict().items():
             if v.is_floating_point():
