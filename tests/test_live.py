@@ -21,7 +21,8 @@ from vbg.loop import Delivery, LiveLoop
 from vbg.settings import Settings
 from vbg.sinks.vcam import LINUX_SETUP, VirtualCamSink, device_readers
 
-SUMMARY = re.compile(r"^fps=(\d+\.\d) latency_ms_p50=(\d+\.\d) latency_ms_p95=(\d+\.\d)$")
+SUMMARY = re.compile(r"^fps=(\d+\.\d) latency_ms_p50=(\d+\.\d) latency_ms_p95=(\d+\.\d) "
+                     r"cpu_ms_per_frame=(\d+\.\d) model_runs=(\d+)$")
 GREEN = (0, 255, 0)  # BGR of color:#00ff00
 NO_DEVICE = ("'v4l2loopback' backend: No v4l2 loopback device found at /dev/video[0-99]. "
              "Did you run 'modprobe v4l2loopback'? See also pyvirtualcam's documentation.")
@@ -87,8 +88,8 @@ def test_vbg_live_sends_composited_frames_to_the_virtual_camera(
     assert rc == 0, err
     m = SUMMARY.match(out.strip().splitlines()[-1])
     assert m, out
-    fps, p50, p95 = map(float, m.groups())
-    assert 0 < p50 <= p95
+    fps, p50, p95, cpu_ms, runs = map(float, m.groups())
+    assert 0 < p50 <= p95 and cpu_ms > 0 and 1 <= runs <= 45
     assert fps > 10  # 30 fps source; a busy 2-core box may drop some
     (cam,) = fake_vcam.instances
     assert (cam.width, cam.height, cam.fps) == (320, 240, 30) and cam.closed

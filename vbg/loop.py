@@ -71,9 +71,13 @@ class LiveStats:
     latency_ms_p95: float
     stage_ms: dict[str, float] = field(default_factory=dict)  # last frame, per stage
     paused: int = 0  # captured frames skipped because no application watched
+    cpu_ms_per_frame: float = 0.0  # the whole process's CPU time (all threads) per delivered frame
+    model_runs: int = 0  # delivered frames the model ran on (the others reused its last mask)
 
     def summary_line(self) -> str:
-        return f"fps={self.fps:.1f} latency_ms_p50={self.latency_ms_p50:.1f} latency_ms_p95={self.latency_ms_p95:.1f}"
+        return (f"fps={self.fps:.1f} latency_ms_p50={self.latency_ms_p50:.1f} "
+                f"latency_ms_p95={self.latency_ms_p95:.1f} cpu_ms_per_frame={self.cpu_ms_per_frame:.1f} "
+                f"model_runs={self.model_runs}")
 
 
 BackendFactory = Callable[[ModelSpec, str], Backend]
@@ -131,7 +135,7 @@ class LiveLoop:
             spec = resolve_model(s.model)
         backend = self._backend_factory(spec, s.backend)
         try:
-            return backend, make_pipeline(s, backend, background=background)
+            return backend, make_pipeline(s, backend, background=background, fps=s.fps)
         except BaseException:
             backend.close()
             raise
@@ -245,6 +249,8 @@ class LiveLoop:
         with self._stats_lock:
             self._t_delivered = array("d")
             self._latency = array("d")
+            self._cpu = array("d")  # time.process_time() at each delivery
+            self._ran = array("b")  # 1 where the model ran for the delivered frame
             self._stage_ms: dict[str, float] = {}
             self._captured0 = self._dropped0 = 0  # counts of captures replaced by a camera switch
             self._paused = 0
@@ -255,6 +261,7 @@ class LiveLoop:
             times, lat = self._t_delivered, self._latency
             i = bisect.bisect_left(times, time.perf_counter() - window) if window else 0
             t, lt = times[i:], np.array(lat[i:], dtype=np.float64)  # copies: the arrays keep growing
+            cpu, ran = self._cpu[i:], self._ran[i:]
             stage = dict(self._stage_ms)
             captured, dropped, paused = self._captured0, self._dropped0, self._paused
         cap = self._capture
@@ -263,8 +270,9 @@ class LiveLoop:
         n = len(t)
         fps = (n - 1) / (t[-1] - t[0]) if n > 1 and t[-1] > t[0] else 0.0
         p50, p95 = (float(np.percentile(lt, 50)), float(np.percentile(lt, 95))) if n else (0.0, 0.0)
+        cpu_ms = (cpu[-1] - cpu[0]) * 1000.0 / (n - 1) if n > 1 else 0.0
         return LiveStats(len(self._t_delivered) if window is None else n, captured, dropped, fps, p50, p95, stage,
-                         paused)
+                         paused, cpu_ms, int(sum(ran)))
 
     # -- the processing thread ---------------------------------------------
     def _unwatched(self) -> bool:
@@ -326,6 +334,7 @@ class LiveLoop:
             return
         last_seq = -1
         paused = False
+        next_slot = 0.0  # --max-fps: the earliest time the next frame may be processed
         while not self._stop.is_set():
             with self._pending_lock:
                 pending, self._pending = self._pending, None
@@ -342,6 +351,12 @@ class LiveLoop:
                     last_seq = -1
             cap, pipeline = self._capture, self._pipeline
             assert cap is not None and pipeline is not None
+            if self.settings.max_fps > 0:  # --max-fps: wait out the rest of the frame slot, then take the newest
+                wait = next_slot - time.perf_counter()
+                if wait > 0 and self._stop.wait(min(wait, 0.1)):
+                    break
+                if wait > 0.1:
+                    continue  # re-check the mailbox every 100 ms
             f = cap.wait_next(last_seq, timeout=0.1)
             if f is None:
                 if cap.ended:
@@ -349,6 +364,8 @@ class LiveLoop:
                     return
                 continue
             last_seq = f.seq
+            if self.settings.max_fps > 0:
+                next_slot = max(next_slot + 1.0 / self.settings.max_fps, time.perf_counter() - 0.5 / self.settings.max_fps)
             if self._unwatched():
                 if not paused:
                     log.warning("no application is reading the virtual camera: processing paused")
@@ -385,6 +402,8 @@ class LiveLoop:
             with self._stats_lock:
                 self._t_delivered.append(t_done)
                 self._latency.append(latency)
+                self._cpu.append(time.process_time())
+                self._ran.append(1 if out.model_ran else 0)
                 self._stage_ms = out.timings
                 n = len(self._t_delivered)
             if self.max_frames is not None and n >= self.max_frames:

@@ -7,7 +7,13 @@ live loop's one settings mailbox is ``LiveLoop.update``).
 
 Each frame's downscaled copies (``FramePyramid``) are made once and shared by
 the model's input, the smoother and the matte; the matte's tile ``Coverage`` goes on to the
-compositor so that only edge tiles are blended. Outputs are new arrays every
+compositor so that only edge tiles are blended.
+
+Work goes only where the picture changes (``settings.model_every``, default
+``auto``): a ``ChangeGate`` on the model-size colour thumbnail decides per frame
+whether the model runs or its last mask still holds (at least every half
+second, at once on a scene cut); when the frame also matches the previous one
+and the smoothed mask has settled, the previous matte is reused too. Outputs are new arrays every
 frame (a writer thread may still hold the previous ones); the big scratch
 buffers inside the stages are reused.
 
@@ -31,9 +37,10 @@ from .outputs import Output
 from .settings import Settings
 from .stages.backgrounds import Background, open_background
 from .stages.composite import Compositor
-from .stages.matte import Matte
+from .stages.frame import AutoFramer
+from .stages.matte import Matte, MatteResult
 from .stages.preprocess import FramePyramid
-from .stages.segment import Segmenter
+from .stages.segment import ChangeGate, Segmenter
 from .stages.smooth import TemporalSmoother
 
 log = logging.getLogger(__name__)
@@ -65,8 +72,10 @@ class Pipeline:
     pipeline closes only a background it opened itself."""
 
     def __init__(self, settings: Settings, backend: Backend, *, composite: bool = True,
-                 background: Background | None = None) -> None:
+                 background: Background | None = None, fps: float = 30.0) -> None:
         self.backend = backend
+        self.fps = fps
+        self.framer = AutoFramer(fps) if settings.frame == "auto" else None
         self.segmenter = Segmenter(backend)
         self.smoother = TemporalSmoother(settings.smoothing)
         self.matte = Matte(settings.threshold, settings.slope, settings.feather)
@@ -76,6 +85,14 @@ class Pipeline:
         self.compositor = Compositor(bg, settings.light_wrap)
         self.composite = composite
         self.settings = settings
+        self.gate = ChangeGate(self._model_every(settings))
+        self.model_runs = 0  # frames the model ran on (the rest reused its last mask)
+        self._last_mask: np.ndarray | None = None  # the model's last raw mask
+        self._last: tuple[np.ndarray, MatteResult] | None = None  # previous (smoothed mask, matte)
+
+    def _model_every(self, settings: Settings) -> str:
+        # a recurrent model's state must see every frame
+        return "1" if self.backend.spec.state else settings.model_every
 
     # -- settings ------------------------------------------------------
     def update(self, settings: Settings, background: Background | None = None) -> None:
@@ -94,6 +111,10 @@ class Pipeline:
         self.matte.threshold, self.matte.slope, self.matte.feather = (settings.threshold, settings.slope,
                                                                       settings.feather)
         self.compositor.light_wrap = settings.light_wrap
+        if settings.model_every != old.model_every:
+            self.gate = ChangeGate(self._model_every(settings))
+        if settings.frame != old.frame:
+            self.framer = AutoFramer(self.fps) if settings.frame == "auto" else None
         self.settings = settings
 
     def reset(self) -> None:
@@ -101,30 +122,56 @@ class Pipeline:
         self.smoother.reset()
         self.matte.reset()
         self.backend.reset()
+        self.gate.reset()
+        self._last_mask = self._last = None
+        if self.framer is not None:
+            self.framer.reset()
 
     # -- processing ----------------------------------------------------
     def process(self, frame: np.ndarray) -> Output:
         return self.process_batch([frame])[0]
 
     def process_batch(self, frames: Sequence[np.ndarray]) -> list[Output]:
-        """Run a batch through the model at once, then the per-frame stages in order."""
+        """Run the frames that need the model through it in one batch, then the per-frame stages in order."""
         t0 = time.perf_counter()
         pyramids = [FramePyramid(f) for f in frames]
-        masks = self.segmenter(frames, pyramids)
+        run, still = [], []
+        for f, pyr in zip(frames, pyramids):
+            run.append(self.gate.needs(pyr.at(self.segmenter.input_size(f))))  # the model's input, made anyway
+            still.append(self.gate.still)
+        if self._last_mask is None:
+            run[0] = True
+        todo = [i for i, r in enumerate(run) if r]
+        ran = iter(self.segmenter([frames[i] for i in todo], [pyramids[i] for i in todo]) if todo else [])
+        self.model_runs += len(todo)
         seg_ms = (time.perf_counter() - t0) * 1000.0 / max(1, len(frames))
         outs = []
-        for frame, pyr, m in zip(frames, pyramids, masks):
+        for frame, pyr, r, st in zip(frames, pyramids, run, still):
+            if r:
+                self._last_mask = next(ran)
+            assert self._last_mask is not None
             t = {"segment": seg_ms}
             t1 = time.perf_counter()
-            m = self.smoother(m, frame, pyramid=pyr)
+            m = self.smoother(self._last_mask, frame, pyramid=pyr)
             t2 = time.perf_counter()
-            res = self.matte.compute(m, frame, pyramid=pyr)
+            last = self._last
+            if not r and st and last is not None and last[0].shape == m.shape and \
+                    float(np.abs(last[0] - m).max()) < 1e-3:
+                res = last[1]  # same picture, same mask: the same alpha
+            else:
+                res = self.matte.compute(m, frame, pyramid=pyr)
+            self._last = (m, res)
             t3 = time.perf_counter()
             out = self.compositor(frame, res, pyramid=pyr) if self.composite else None
             t4 = time.perf_counter()
             t["smooth"], t["matte"], t["composite"] = ((t2 - t1) * 1e3, (t3 - t2) * 1e3, (t4 - t3) * 1e3)
-            outs.append(Output(out, res, m, t))
+            o = Output(out, res, m, t, model_ran=r)
+            if self.framer is not None:
+                o = self.framer.apply(o, self.framer.step(m, frame.shape[1], frame.shape[0]))
+                t["frame"] = (time.perf_counter() - t4) * 1e3
+            outs.append(o)
         return outs
+
 
     def close(self) -> None:
         if self._own_bg:
@@ -132,10 +179,11 @@ class Pipeline:
 
 
 def make_pipeline(settings: Settings, backend: Backend, *, composite: bool = True,
-                  background: Background | None = None) -> FramePipeline:
+                  background: Background | None = None, fps: float = 30.0) -> FramePipeline:
     """The pipeline for this backend: on the GPU when the backend runs on a
-    CUDA device and CuPy sees a GPU (frames then stay on the device), else on the CPU."""
+    CUDA device and CuPy sees a GPU (frames then stay on the device), else on the CPU.
+    ``fps``: the source's frame rate (auto-framing moves in seconds, not frames)."""
     if getattr(backend, "device", "cpu") == "cuda" and gpu_device.gpu_available():
         log.info("GPU pipeline on %s", gpu_device.probe_gpu().name)
-        return GpuPipeline(settings, backend, composite=composite, background=background)
-    return Pipeline(settings, backend, composite=composite, background=background)
+        return GpuPipeline(settings, backend, composite=composite, background=background, fps=fps)
+    return Pipeline(settings, backend, composite=composite, background=background, fps=fps)

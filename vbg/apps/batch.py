@@ -203,7 +203,8 @@ def convert_video(src: Path, dst: Path, settings: Settings, *, backend: Backend 
         info = dec.info
         if on_start is not None:
             on_start(info)
-        pipeline = make_pipeline(settings, be, composite=mode != "mask", background=background)
+        pipeline = make_pipeline(settings, be, composite=mode != "mask", background=background,
+                                 fps=float(info.rate) if info.rate else 30.0)
         try:
             with _safe_target(kind, dst, overwrite) as target:
                 ctx = SinkContext(mode=mode, width=info.width, height=info.height, rate=info.rate,

@@ -33,6 +33,7 @@ from ..errors import VbgError
 from ..outputs import Output
 from ..settings import Settings
 from ..stages.backgrounds import Background, BlurBackground, ColorBackground, ImageBackground, open_background
+from ..stages.frame import AutoFramer
 from ..stages.smooth import TemporalSmoother
 from .device import probe_gpu, require_cupy
 from .kernels import Kernels
@@ -109,7 +110,8 @@ class GpuPipeline:
     """
 
     def __init__(self, settings: Settings, backend: Any, *, composite: bool = True,
-                 download_alpha: bool = True, device: int = 0, background: Background | None = None) -> None:
+                 download_alpha: bool = True, device: int = 0, background: Background | None = None,
+                 fps: float = 30.0) -> None:
         cp = require_cupy()
         self.gpu = probe_gpu(device)
         self.cp = cp
@@ -129,6 +131,9 @@ class GpuPipeline:
             self.background: Background = (background if background is not None
                                             else open_background(settings.background))
         self._own_bg = background is None  # close only what it opened
+        self.fps = fps
+        self.framer = AutoFramer(fps) if settings.frame == "auto" else None  # on the host, after download
+        self.model_runs = 0  # every frame: the GPU path does not skip the model
         self._bg_src: np.ndarray | None = None  # host array the device background was uploaded from
         self._bg_dev: Any = None
         self._bufs: _Buffers | None = None
@@ -151,6 +156,8 @@ class GpuPipeline:
             self._bg_src = self._bg_dev = None
         self.smoother.strength = settings.smoothing
         self.matte = MatteParams.from_settings(settings)
+        if settings.frame != self.settings.frame:
+            self.framer = AutoFramer(self.fps) if settings.frame == "auto" else None
         if settings.light_wrap != self.settings.light_wrap:
             self._warn_light_wrap(settings)
         self.settings = settings
@@ -159,6 +166,8 @@ class GpuPipeline:
         """Forget temporal state (new clip or scene): the smoother's, the matte's guide channel, the model's."""
         self.smoother.reset()
         self.backend.reset()
+        if self.framer is not None:
+            self.framer.reset()
         with self.stream:
             self._channel.fill(0)
 
@@ -268,10 +277,14 @@ class GpuPipeline:
         names = ("upload", "segment", "smooth", "matte", "composite", "download")
         per_frame = {name: cp.cuda.get_elapsed_time(events[j], events[j + 1]) / n for j, name in enumerate(names)}
         empty = np.zeros((0, 0), np.float32)
-        return [Output(frame=b.h_out[i].copy() if self.composite else None,
+        self.model_runs += n
+        outs = [Output(frame=b.h_out[i].copy() if self.composite else None,
                        alpha=b.h_alpha[i].copy() if self.download_alpha else empty,
                        mask=np.array(h_masks[i], np.float32), timings=dict(per_frame))
                 for i in range(n)]
+        if self.framer is not None:
+            outs = [self.framer.apply(o, self.framer.step(o.mask, width, height)) for o in outs]
+        return outs
 
     def close(self) -> None:
         self.stream.synchronize()
