@@ -152,13 +152,16 @@ class Pipeline:
             assert self._last_mask is not None
             t = {"segment": seg_ms}
             t1 = time.perf_counter()
-            m = self.smoother(self._last_mask, frame, pyramid=pyr)
-            t2 = time.perf_counter()
             last = self._last
-            if not r and st and last is not None and last[0].shape == m.shape and \
-                    float(np.abs(last[0] - m).max()) < 1e-3:
-                res = last[1]  # same picture, same mask: the same alpha
+            settled = (not r and st and last is not None and last[0].shape == self._last_mask.shape
+                       and float(np.abs(last[0] - self._last_mask).max()) < 1e-3)
+            if settled:
+                assert last is not None
+                m, res = last  # same picture, same mask, smoothing has converged: the same alpha
+                t2 = time.perf_counter()
             else:
+                m = self.smoother(self._last_mask, frame, pyramid=pyr)
+                t2 = time.perf_counter()
                 res = self.matte.compute(m, frame, pyramid=pyr)
             self._last = (m, res)
             t3 = time.perf_counter()

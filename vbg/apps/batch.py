@@ -173,13 +173,15 @@ def _safe_target(kind: SinkKind, dst: Path, overwrite: bool) -> Iterator[Path]:
 def convert_video(src: Path, dst: Path, settings: Settings, *, backend: Backend | None = None,
                   background: Background | None = None, overwrite: bool = False, preset: str = DEFAULT_PRESET,
                   batch: int = DEFAULT_BATCH, audio: bool = True, on_progress: ProgressFn | None = None,
-                  on_start: Callable[[Any], None] | None = None, queue_size: int = 8) -> ConvertStats:
+                  on_start: Callable[[Any], None] | None = None, queue_size: int = 8,
+                  sink_options: dict[str, Any] | None = None) -> ConvertStats:
     """Convert one video file to ``dst``: any registered sink (a video file; a PNG-sequence folder or pattern).
 
     ``backend``: an open inference backend (made from ``settings`` when
     None, and closed again); ``background``: ``settings.bg`` already open.
     ``on_start(info)`` gets the ``VideoInfo`` once the input is open;
     ``on_progress(n)`` is called after each batch of ``n`` frames.
+    ``sink_options``: extra options for the sink (e.g. ``{"threads": 2}``: x264's thread count).
     """
     settings = effective_settings(settings)
     src, dst = Path(src), Path(dst)
@@ -211,7 +213,7 @@ def convert_video(src: Path, dst: Path, settings: Settings, *, backend: Backend 
                                   time_base=info.time_base, quality=settings.quality, preset=preset,
                                   sample_aspect_ratio=_rotated_sar(info), color_primaries=info.color_primaries,
                                   color_trc=info.color_trc, audio_in=dec.audio_stream,
-                                  options={"ext": dst.suffix})
+                                  options={"ext": dst.suffix, **(sink_options or {})})
                 sink = kind.open(target, ctx)
                 frames = _run_video(dec, pipeline, sink, batch, timings, on_progress, queue_size)
         finally:

@@ -138,6 +138,7 @@ class VideoSink:
         ext = ctx.options.get("ext", path.suffix)
         return cls(path, ext=ext, mode=ctx.mode, width=ctx.width, height=ctx.height, rate=ctx.rate,
                    time_base=ctx.time_base, quality=ctx.quality, preset=ctx.preset,
+                   threads=int(ctx.options.get("threads", 0)),
                    sample_aspect_ratio=ctx.sample_aspect_ratio, color_primaries=ctx.color_primaries,
                    color_trc=ctx.color_trc, audio_in=ctx.audio_in)
 
