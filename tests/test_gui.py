@@ -112,10 +112,10 @@ def test_background_picker(qtbot: Any, make_window: Callable[..., MainWindow], b
     assert win.settings.bg == str(backgrounds / "magenta.png")
     _, d = next_frame(qtbot, win, lambda d: d.settings.bg.endswith("magenta.png"))
     check_composite(d.output.frame, MAGENTA)
-    assert not win.blur.isEnabled()
+    assert not win.blur_row.isVisible()  # the blur strength shows only for a blur background
 
     win.bg_list.itemClicked.emit(win.bg_list.item(2))  # Blur
-    assert win.settings.bg == "blur:25" and win.blur.isEnabled()
+    assert win.settings.bg == "blur:25" and win.blur_row.isVisible()
     win.blur.slider.setValue(60)
     assert win.settings.bg == "blur:60"
     _, d = next_frame(qtbot, win, lambda d: d.settings.bg == "blur:60")
@@ -279,3 +279,84 @@ def test_live_preview_window(qtbot: Any, clip: Path, red_model: Path) -> None:
     finally:
         loop.stop()
     assert loop.end_reason == "end of file"
+
+
+def test_controls_match_the_cli(qtbot: Any, make_window: Callable[..., MainWindow]) -> None:
+    """Every edge control has the CLI's range and name; light wrap and auto-framing are there too."""
+    from vbg.settings import CHECKS
+
+    win = make_window()
+    for name, widget in (("slope", win.slope), ("feather", win.feather), ("threshold", win.threshold),
+                         ("smoothing", win.smoothing), ("light_wrap", win.light_wrap)):
+        lo, hi = widget.slider.minimum() * widget.step, widget.slider.maximum() * widget.step
+        CHECKS[name](name, lo)  # the ends of each slider are valid settings
+        CHECKS[name](name, hi)
+        with pytest.raises(Exception):  # noqa: B017 (a VbgError, whatever the subclass)
+            CHECKS[name](name, hi + 1)
+    win.light_wrap.slider.setValue(win.light_wrap.slider.maximum())
+    assert win.settings.light_wrap == 1.0
+    win.frame_auto.setChecked(True)
+    assert win.settings.frame == "auto"
+    _, d = next_frame(qtbot, win, lambda d: d.settings.frame == "auto")
+    assert d.output.frame.shape == (240, 320, 3)  # auto-framing keeps the output size
+    win.frame_auto.setChecked(False)
+    assert win.settings.frame == "off"
+
+
+def test_blur_slider_only_sets_the_strength(qtbot: Any, make_window: Callable[..., MainWindow]) -> None:
+    win = make_window()  # a colour background
+    assert not win.blur_row.isVisible()
+    win.blur.slider.setValue(40)  # even if reached, it must not switch the background to blur
+    assert win.settings.bg == "color:#00ff00"
+    win.apply(bg="blur:30")
+    assert win.blur_row.isVisible() and win.blur.value() == 30
+    win.blur.slider.setValue(70)
+    assert win.settings.bg == "blur:70"
+
+
+def test_resolution_and_rate_pickers(qtbot: Any, make_window: Callable[..., MainWindow]) -> None:
+    win = make_window()
+    i = win.resolution.findData("1920x1080")
+    assert i >= 0
+    win.resolution.activated.emit(i)
+    assert (win.settings.width, win.settings.height) == (1920, 1080)
+    j = win.fps.findData(60.0)
+    win.fps.activated.emit(j)
+    assert win.settings.fps == 60.0
+
+
+def test_readout_shows_rate_latency_and_model_share(qtbot: Any, make_window: Callable[..., MainWindow]) -> None:
+    win = make_window()
+    next_frame(qtbot, win)
+    qtbot.waitUntil(lambda: "model on" in win.readout.text(), timeout=5000)
+    text = win.readout.text()
+    assert "fps" in text and "latency" in text and "% of frames" in text
+
+
+def test_camera_names_come_from_the_driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vbg.io import capture
+
+    sysfs = tmp_path / "video4linux"
+    for node, name, index in (("video0", "Integrated Camera: Integrated C", "0"),
+                              ("video1", "Integrated Camera: Integrated C", "1"),  # its metadata node
+                              ("video4", "vbg", "0")):  # our own virtual camera
+        (sysfs / node).mkdir(parents=True)
+        (sysfs / node / "name").write_text(name + "\n")
+        (sysfs / node / "index").write_text(index + "\n")
+    monkeypatch.setattr(capture.sys, "platform", "linux")
+    cams = capture.list_cameras(sysfs)
+    assert [(c.value, c.name, c.loopback) for c in cams] == [
+        ("/dev/video0", "Integrated Camera: Integrated C", False), ("/dev/video4", "vbg", True)]
+
+
+def test_picked_camera_file_is_saved_absolute(qtbot: Any, make_window: Callable[..., MainWindow], clip: Path,
+                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    win = make_window()
+    monkeypatch.chdir(clip.parent)
+    monkeypatch.setattr("vbg.apps.gui.app.QFileDialog.getOpenFileName", lambda *a, **k: (clip.name, ""))
+    win._camera_picked(win.camera.count() - 1)  # "Video file…"
+    assert win.settings.camera == str(clip) and os.path.isabs(win.settings.camera)
+    win.save_settings()
+    assert f'camera = "{clip}"' in (tmp_path / "config" / "config.toml").read_text()

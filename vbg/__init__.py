@@ -14,6 +14,20 @@ Frame conventions used everywhere in the runtime:
   ``[0, 1]`` at frame size (the output of the matte stage).
 
 The runtime never imports torch; training lives in ``vbg.train``.
+
+The Python API::
+
+    import vbg
+    vbg.convert("talk.mp4", "out.mp4", bg="beach", threshold=0.6)   # as ``vbg --input``
+    with vbg.Pipeline(vbg.Settings(bg="blur:30")) as p:             # frame by frame
+        out = p.process(frame)                                      # out.frame: BGR uint8
 """
 
 __version__ = "0.1.0"
+
+from .apps.batch import convert  # noqa: E402 (after __version__, which the CLI reads)
+from .errors import VbgError  # noqa: E402
+from .pipeline import Pipeline  # noqa: E402
+from .settings import Settings  # noqa: E402
+
+__all__ = ["Pipeline", "Settings", "VbgError", "convert", "__version__"]

@@ -29,3 +29,9 @@ def bundled_backgrounds() -> dict[str, Path]:
 
 def samples_dir() -> Path:
     return assets_dir() / "samples"
+
+
+def bundled_samples() -> dict[str, Path]:
+    """Bundled sample clips by name (file stem), e.g. ``sample``: ``vbg --input sample`` works in any clone."""
+    d = samples_dir()
+    return {p.stem.lower(): p for p in sorted(d.glob("*.mp4"))} if d.is_dir() else {}

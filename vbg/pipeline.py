@@ -30,9 +30,11 @@ from typing import Protocol
 
 import numpy as np
 
+from .backends import create_backend
 from .backends.base import Backend
 from .gpu import device as gpu_device
 from .gpu.pipeline import GpuPipeline
+from .models import resolve_model
 from .outputs import Output
 from .settings import Settings
 from .stages.backgrounds import Background, open_background
@@ -67,12 +69,21 @@ class FramePipeline(Protocol):
 
 
 class Pipeline:
-    """The CPU pipeline. ``background``: an already opened background for
-    ``settings.bg`` (else it is opened here), so a run opens it once; the
-    pipeline closes only a background it opened itself."""
+    """The CPU pipeline: ``Pipeline(settings).process(frame)``.
 
-    def __init__(self, settings: Settings, backend: Backend, *, composite: bool = True,
+    ``backend``: an open backend (default: one opened from ``settings.model``
+    and ``settings.backend``, and closed by ``close``). ``background``: an
+    already opened background for ``settings.bg`` (else it is opened here),
+    so a run opens it once. The pipeline closes only what it opened itself.
+    """
+
+    def __init__(self, settings: Settings | None = None, backend: Backend | None = None, *, composite: bool = True,
                  background: Background | None = None, fps: float = 30.0) -> None:
+        settings = settings or Settings()
+        self._own_backend = backend is None
+        if backend is None:
+            with settings.blame("model"):
+                backend = create_backend(resolve_model(settings.model), settings.backend)
         self.backend = backend
         self.fps = fps
         self.framer = AutoFramer(fps) if settings.frame == "auto" else None
@@ -179,6 +190,14 @@ class Pipeline:
     def close(self) -> None:
         if self._own_bg:
             self.compositor.background.close()
+        if self._own_backend:
+            self.backend.close()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def make_pipeline(settings: Settings, backend: Backend, *, composite: bool = True,

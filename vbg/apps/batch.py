@@ -26,6 +26,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from ..assets import bundled_samples
 from ..backends import create_backend
 from ..backends.base import Backend
 from ..config import add_setting_arguments, settings_from_args
@@ -460,7 +461,8 @@ class Job:
 
 
 def convert(input: str | Path, output: str | Path | None = None, settings: Settings | None = None, *,
-            job: Job = Job(), **changes: Any) -> ConvertStats:
+            overwrite: bool = False, progress: bool = False, preset: str = DEFAULT_PRESET,
+            batch: int = DEFAULT_BATCH, audio: bool = True, **changes: Any) -> ConvertStats:
     """Convert a video, an image or a folder, as ``vbg --input`` does: the Python API.
 
     ``vbg.convert("talk.mp4", "out.mp4", bg="beach", threshold=0.6)``:
@@ -468,17 +470,27 @@ def convert(input: str | Path, output: str | Path | None = None, settings: Setti
     the defaults, not the user's config file). Returns what was done;
     raises ``VbgError`` for bad input.
     """
-    settings = effective_settings((settings or Settings()).replace(**changes) if changes
-                                  else (settings or Settings()))
+    return _convert(input, output, settings or Settings(),
+                    Job(preset=preset, batch=batch, audio=audio, overwrite=overwrite, progress=progress), **changes)
+
+
+def _convert(input: str | Path, output: str | Path | None, settings: Settings, job: Job,
+             **changes: Any) -> ConvertStats:
+    settings = effective_settings(settings.replace(**changes) if changes else settings)
     if not 1 <= job.batch <= 64:
         raise VbgError(f"--batch {job.batch} out of range", "use a value from 1 to 64")
     if job.preset not in X264_PRESETS:
         raise VbgError(f"unknown --preset {job.preset!r}", f"use one of {', '.join(X264_PRESETS)}")
     src = Path(input).expanduser()
-    if not src.exists():
-        raise VbgError(f"input {src} not found", "check the path")
-    mode = settings.output_mode
     out_text = None if output is None else str(output)
+    mode = settings.output_mode
+    if not src.exists() and str(input).lower() in bundled_samples():
+        src = bundled_samples()[str(input).lower()]  # a bundled sample: the output goes here, not beside it
+        if out_text is None:
+            out_text = f"{src.stem}.{_tag(mode)}{_video_ext(mode)}"
+    if not src.exists():
+        hint = ", or --input sample for the bundled clip" if bundled_samples() else ""
+        raise VbgError(f"input {src} not found", f"check the path{hint}")
     # Opened before any work, and once for the whole run: a bad background fails at once.
     with settings.blame("bg"):
         background = open_background(settings.background)
@@ -542,7 +554,7 @@ def run(args: argparse.Namespace) -> int:
     batch = _number(args, "batch", int)
     job = Job(preset=args.preset or DEFAULT_PRESET, batch=DEFAULT_BATCH if batch is None else batch,
               audio=not args.no_audio, overwrite=args.overwrite, progress=not args.no_progress)
-    stats = convert(args.input, args.output, settings, job=job)
+    stats = _convert(args.input, args.output, settings, job)
     print(stats.summary())
     if stats.stages:
         log.info("median ms per frame: %s", ", ".join(f"{k} {v:.2f}" for k, v in stats.stages.items()))

@@ -46,7 +46,13 @@ def has_display() -> bool:
 
 
 def has_qt() -> bool:
-    return importlib.util.find_spec("PySide6") is not None
+    """PySide6 is installed (without importing it: Qt is heavy)."""
+    if "PySide6" in sys.modules:
+        return sys.modules["PySide6"] is not None
+    try:
+        return importlib.util.find_spec("PySide6") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def run(args: argparse.Namespace) -> int:

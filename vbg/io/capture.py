@@ -15,6 +15,7 @@ the live loop measures latency.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -151,7 +152,7 @@ class CameraReader:
                        "or pass --camera PATH to a video file")
         if device is not None and linux and not device.exists():
             raise VbgError(f"camera {source} not found: {device} does not exist", fix_missing)
-        api = cv2.CAP_V4L2 if linux else cv2.CAP_ANY
+        api = camera_api()
         target: int | str = source.index if source.index is not None else str(source.path)
         cap = cv2.VideoCapture(target, api)
         if not cap.isOpened():
@@ -204,6 +205,47 @@ class CameraReader:
 
     def close(self) -> None:
         self._cap.release()
+
+
+@dataclass(frozen=True)
+class CameraInfo:
+    value: str  # what --camera takes: an index or a device path
+    name: str  # what the driver calls it, e.g. "Integrated Camera: Integrated C"
+    loopback: bool = False  # a virtual camera (v4l2loopback): an output, not a source
+
+
+def list_cameras(sysfs: Path = Path("/sys/class/video4linux")) -> list[CameraInfo]:
+    """The cameras to offer. Linux: the /dev/video* capture nodes with their driver names (a webcam's
+    metadata node, index > 0, is left out); elsewhere indices 0..2, which OpenCV probes when opened."""
+    if not sys.platform.startswith("linux"):
+        return [CameraInfo(str(i), f"Camera {i}") for i in range(3)]
+    out = []
+    for node in sorted(sysfs.glob("video[0-9]*"), key=lambda p: int(p.name[5:])):
+        try:
+            name = (node / "name").read_text().strip()
+            index = (node / "index").read_text().strip() if (node / "index").exists() else "0"
+        except OSError:
+            continue
+        if index != "0":
+            continue
+        driver = ""
+        with contextlib.suppress(OSError):
+            driver = (node / "device" / "driver").resolve().name if (node / "device" / "driver").exists() else ""
+        loop = "loopback" in driver.lower() or "loopback" in name.lower() or name in ("vbg", "OBS Virtual Camera")
+        out.append(CameraInfo(f"/dev/{node.name}", name or node.name, loop))
+    return out
+
+
+def camera_api() -> int:
+    """OpenCV's capture backend for this platform: V4L2 on Linux, DirectShow on Windows (the one that
+    opens most webcams by index quickly), AVFoundation on macOS."""
+    if sys.platform.startswith("linux"):
+        return cv2.CAP_V4L2
+    if sys.platform == "win32":
+        return cv2.CAP_DSHOW
+    if sys.platform == "darwin":
+        return cv2.CAP_AVFOUNDATION
+    return cv2.CAP_ANY
 
 
 def open_reader(source: Source, width: int, height: int, fps: float) -> Reader:

@@ -120,8 +120,10 @@ class VideoSink:
         self.codec, self.pix_fmt = pick_codec(ext, mode, width, height)
         self.frames = 0
         self.audio_packets = 0
+        # MP4 and MOV with the index at the front: players start before the file is fully downloaded
+        opts = {"movflags": "+faststart"} if self.format in ("mp4", "mov") else {}
         try:
-            self._out = av.open(str(path), "w", format=self.format)
+            self._out = av.open(str(path), "w", format=self.format, options=opts)
         except (OSError, av.FFmpegError) as exc:
             raise VbgError(f"cannot create {path}: {exc}", "check the output folder") from None
         try:

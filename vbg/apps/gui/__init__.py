@@ -7,14 +7,14 @@ This module is the command: its options need no PySide6, so ``vbg gui
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import os
 from pathlib import Path
 
 from ...config import add_setting_arguments, settings_from_args
 from ...errors import VbgError
 from ...paths import config_path
 from ...settings import Settings
-from ..live import has_display
+from ..live import has_display, has_qt
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,22 +27,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if importlib.util.find_spec("PySide6") is None:
-        raise VbgError("'vbg gui' needs PySide6", 'pip install "vbg[gui]"')
-    if not has_display():
+    if not has_qt():
+        raise VbgError("'vbg gui' needs PySide6, which is not installed", 'pip install "vbg[gui]"')
+    if not has_display() and not os.environ.get("QT_QPA_PLATFORM"):  # a chosen Qt platform (offscreen) is fine
         raise VbgError("'vbg gui' needs a display, and there is none (no DISPLAY or WAYLAND_DISPLAY)",
                        "run it in a desktop session, or use 'vbg live --no-window'")
     config = Path(args.config).expanduser() if args.config else config_path()
     note = None
-    try:
-        settings = settings_from_args(args, "gui")
-    except VbgError as exc:
-        if args.config or not config.is_file():
-            raise
-        # the saved file is unusable: start from the defaults (and the flags), and say so in the window
-        note = f"ignored saved settings: {exc.line()}"
+    if not config.is_file():  # nothing saved yet: the window will save its settings there
         settings = settings_from_args(args, "gui", base=Settings())
+    else:
+        try:
+            settings = settings_from_args(args, "gui")
+        except VbgError as exc:
+            if args.config:
+                raise
+            # the saved file is unusable: start from the defaults (and the flags), and say so in the window
+            note = f"ignored saved settings: {exc.line()}"
+            settings = settings_from_args(args, "gui", base=Settings())
     from .app import open_window  # PySide6: only once the window is wanted
 
     return open_window(settings, config=config, note=note, screenshot=args.screenshot)
-

@@ -51,6 +51,7 @@ from PySide6.QtWidgets import (
 from ...assets import bundled_backgrounds_dir
 from ...config import load_config
 from ...errors import VbgError
+from ...io.capture import list_cameras
 from ...io.files import IMAGE_EXTS, VIDEO_EXTS, decode_image, read_bytes
 from ...loop import LiveLoop
 from ...models import list_models
@@ -86,12 +87,14 @@ def load_settings(path: Path) -> tuple[Settings, str | None]:
         return Settings(), f"ignored saved settings: {exc.line()}"
 
 
-def camera_choices() -> list[str]:
-    """Camera indices to offer (Linux: the /dev/video* nodes that exist)."""
-    if sys.platform.startswith("linux"):
-        nodes = sorted(Path("/dev").glob("video[0-9]*"), key=lambda p: int(p.name[5:]))
-        return [p.name[5:] for p in nodes]
-    return ["0", "1", "2"]
+RESOLUTIONS = [(640, 480), (1280, 720), (1920, 1080)]
+FRAME_RATES = [15.0, 24.0, 30.0, 60.0]
+
+
+def camera_choices() -> dict[str, str]:
+    """Cameras to offer, value -> label ("Integrated Camera (/dev/video0)"); virtual cameras left out."""
+    return {c.value: (f"{c.name} ({c.value})" if c.value.startswith("/dev/") else c.name)
+            for c in list_cameras() if not c.loopback}
 
 
 def _bgr_pixmap(img: np.ndarray, size: QSize = THUMB) -> QPixmap:
@@ -235,10 +238,22 @@ class MainWindow(QMainWindow):
         self.bg_list.itemClicked.connect(self._bg_item_clicked)
         bg_lay.addWidget(self.bg_list)
         self._fill_backgrounds()
-        self.blur = LabeledSlider(1, 100, 1, "{:.0f}", lambda v: self.apply(bg=f"blur:{v:g}"))
-        blur_row = QFormLayout()
+        self.blur = LabeledSlider(1, 100, 1, "{:.0f}", self._blur_changed)
+        self.blur.setToolTip("Blur strength (shown while the blur background is chosen)")
+        self.blur_row = QWidget()
+        blur_row = QFormLayout(self.blur_row)
+        blur_row.setContentsMargins(0, 0, 0, 0)
         blur_row.addRow("Blur", self.blur)
-        bg_lay.addLayout(blur_row)
+        bg_lay.addWidget(self.blur_row)
+        self.light_wrap = LabeledSlider(0, 1, 0.05, "{:.2f}", lambda v: self.apply(light_wrap=v))
+        self.light_wrap.setToolTip("Light wrap: the background's light spilling over the person's edges")
+        self.frame_auto = QCheckBox("Auto-frame: keep me centred")
+        self.frame_auto.setToolTip("Crop and zoom smoothly so the person stays centred (--frame auto)")
+        self.frame_auto.toggled.connect(lambda on: self.apply(frame="auto" if on else "off"))
+        extra = QFormLayout()
+        extra.addRow("Light wrap", self.light_wrap)
+        extra.addRow(self.frame_auto)
+        bg_lay.addLayout(extra)
         side.addWidget(bg_box)
 
         # edges
@@ -246,13 +261,13 @@ class MainWindow(QMainWindow):
         form = QFormLayout(edge_box)
         self.threshold = LabeledSlider(0, 1, 0.01, "{:.2f}", lambda v: self.apply(threshold=v))
         self.threshold.setToolTip("Mask threshold: higher keeps less of the picture")
-        self.slope = LabeledSlider(1, 50, 1, "{:.0f}", lambda v: self.apply(slope=v))
-        self.slope.setToolTip("Edge hardness: 1 = soft ramp, 50 = hard cut")
-        self.feather = LabeledSlider(0, 20, 0.5, "{:.1f} px", lambda v: self.apply(feather=v))
+        self.slope = LabeledSlider(1, 100, 1, "{:.0f}", lambda v: self.apply(slope=v))
+        self.slope.setToolTip("Slope (--slope): edge hardness, 1 = soft ramp, 100 = hard cut")
+        self.feather = LabeledSlider(0, 50, 0.5, "{:.1f} px", lambda v: self.apply(feather=v))
         self.smoothing = LabeledSlider(0, 1, 0.01, "{:.2f}", lambda v: self.apply(smoothing=v))
         self.smoothing.setToolTip("Temporal smoothing: steadier edges, slower to follow motion")
         form.addRow("Threshold", self.threshold)
-        form.addRow("Hardness", self.slope)
+        form.addRow("Slope", self.slope)
         form.addRow("Feather", self.feather)
         form.addRow("Smoothing", self.smoothing)
         side.addWidget(edge_box)
@@ -268,6 +283,14 @@ class MainWindow(QMainWindow):
         cam_row.addWidget(self.camera, 1)
         cam_row.addWidget(self.mirror)
         form2.addRow("Camera", cam_row)
+        self.resolution = QComboBox()
+        self.resolution.activated.connect(self._resolution_picked)
+        self.fps = QComboBox()
+        self.fps.activated.connect(lambda i: self.apply(fps=self.fps.itemData(i)))
+        res_row = QHBoxLayout()
+        res_row.addWidget(self.resolution, 1)
+        res_row.addWidget(self.fps)
+        form2.addRow("Size", res_row)
         self.model = QComboBox()
         self.model.activated.connect(self._model_picked)
         form2.addRow("Model", self.model)
@@ -346,16 +369,30 @@ class MainWindow(QMainWindow):
         self.slope.set_value(s.slope)
         self.feather.set_value(s.feather)
         self.smoothing.set_value(s.smoothing)
+        self.light_wrap.set_value(s.light_wrap)
+        self.frame_auto.blockSignals(True)
+        self.frame_auto.setChecked(s.frame == "auto")
+        self.frame_auto.blockSignals(False)
         bg = s.background
         self.blur.set_value(bg.blur if bg.kind == "blur" else 25)
-        self.blur.setEnabled(bg.kind == "blur")
+        self.blur_row.setVisible(bg.kind == "blur")
         self.mirror.blockSignals(True)
         self.mirror.setChecked(s.mirror)
         self.mirror.blockSignals(False)
         self.view_buttons.button(VIEWS.index(s.view)).setChecked(True)
         self.backend.setCurrentIndex(BACKENDS.index(s.backend))
-        self._fill_combo(self.camera, camera_choices(), s.camera, "Video file…",
-                         lambda v: f"Camera {v}" if v.isdigit() else v if v.startswith("/dev/") else Path(v).name)
+        cams = camera_choices()
+        self._fill_combo(self.camera, list(cams), s.camera, "Video file…",
+                         lambda v: cams.get(v) or (f"Camera {v}" if v.isdigit() else v if v.startswith("/dev/")
+                                                   else Path(v).name))
+        self.resolution.clear()
+        for w, h in dict.fromkeys(RESOLUTIONS + [(s.width, s.height)]):
+            self.resolution.addItem(f"{w}x{h}", f"{w}x{h}")
+        self.resolution.setCurrentIndex(self.resolution.findData(f"{s.width}x{s.height}"))
+        self.fps.clear()
+        for f in dict.fromkeys(FRAME_RATES + [s.fps]):
+            self.fps.addItem(f"{f:g} fps", f)
+        self.fps.setCurrentIndex(self.fps.findData(s.fps))
         names = ["default"] + [e.spec.name for e in list_models()]
         self._fill_combo(self.model, names, s.model, "Model spec…", lambda v: Path(v).name)
         self._select_bg_item()
@@ -399,7 +436,7 @@ class MainWindow(QMainWindow):
             return True
         old, self.settings = self.settings, new
         if new.bg != old.bg:
-            self.blur.setEnabled(new.background.kind == "blur")
+            self.blur_row.setVisible(new.background.kind == "blur")
             if new.background.kind == "blur":
                 self.blur.set_value(new.background.blur)
             self._select_bg_item()
@@ -465,8 +502,9 @@ class MainWindow(QMainWindow):
             return
         st = loop.stats(window=2.0)
         backend = loop.backend_name
+        model = f" · model on {100 * st.model_runs / st.frames:.0f} % of frames" if st.frames else ""
         self.readout.setText(f"{st.fps:.1f} fps · latency {st.latency_ms_p50:.0f} ms (p95 {st.latency_ms_p95:.0f})"
-                             + (f" · {backend}" if backend else ""))
+                             + model + (f" · {backend}" if backend else ""))
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt name)
         super().resizeEvent(event)
@@ -474,6 +512,15 @@ class MainWindow(QMainWindow):
         self.bridge.target_size = (s.width(), s.height())
 
     # -- controls --------------------------------------------------------------
+    def _blur_changed(self, strength: float) -> None:
+        """The blur slider only sets the strength: it shows only while blur is the background."""
+        if self.settings.background.kind == "blur":
+            self.apply(bg=f"blur:{strength:g}")
+
+    def _resolution_picked(self, index: int) -> None:
+        w, h = (int(v) for v in str(self.resolution.itemData(index)).split("x"))
+        self.apply(width=w, height=h)
+
     def set_view(self, view: str) -> None:
         self.bridge.view = view
         self.view_buttons.button(VIEWS.index(view)).setChecked(True)
