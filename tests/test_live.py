@@ -171,7 +171,7 @@ def test_loop_applies_settings_from_next_frame_without_restart(clip: Path, red_m
 def test_source_lost_ends_the_session_cleanly(red_model: Path, tmp_path: Path) -> None:
     doomed = make_clip(tmp_path / "doomed.mp4", n=8, fps=60)
     ends: list[tuple[str, bool]] = []
-    loop = LiveLoop(Settings(model=str(red_model), camera=str(doomed)), loop_file=True,
+    loop = LiveLoop(Settings(model=str(red_model), camera=str(doomed)), loop_file=True, reconnect=False,
                     on_end=lambda reason, lost: ends.append((reason, lost)))
     loop.start()
     doomed.unlink()
@@ -183,6 +183,39 @@ def test_source_lost_ends_the_session_cleanly(red_model: Path, tmp_path: Path) -
     assert ends == [(loop.end_reason, True)]
     stats = loop.stats()  # counts survive the stop
     assert stats.captured >= stats.frames >= 1 and stats.captured == stats.frames + stats.dropped
+
+
+def test_a_lost_source_is_retried_until_it_is_back(red_model: Path, tmp_path: Path) -> None:
+    """The camera file disappears mid-session (as a camera is unplugged): the loop says so, retries
+    with backoff, and resumes when it is back, without ending the session."""
+    cam = make_clip(tmp_path / "cam.mp4", n=8, fps=60)
+    spare = tmp_path / "spare.mp4"
+    spare.write_bytes(cam.read_bytes())
+    messages: list[str] = []
+    loop = LiveLoop(Settings(model=str(red_model), camera=str(cam)), loop_file=True, on_error=messages.append)
+    loop.start()
+    try:
+        deadline = time.monotonic() + 5
+        while loop.stats().frames < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        cam.unlink()
+        deadline = time.monotonic() + 5
+        while not any("retrying" in m for m in messages) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert any("not found" in m and "retrying until it is back" in m for m in messages), messages
+        assert loop.running  # still there, waiting
+        frames_while_lost = loop.stats().frames
+        time.sleep(1.5)
+        assert loop.stats().frames == frames_while_lost
+        spare.rename(cam)  # plugged back in
+        deadline = time.monotonic() + 10
+        while loop.stats().frames <= frames_while_lost and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert loop.stats().frames > frames_while_lost and loop.reconnects == 1
+        assert any("is back: resuming" in m for m in messages)
+    finally:
+        loop.stop()
+    assert not loop.lost and loop.end_reason == "stopped"
 
 
 def test_background_start_reports_open_errors(red_model: Path) -> None:

@@ -98,8 +98,11 @@ class LiveLoop:
                  on_delivery: Callable[[Delivery], None] | None = None,
                  on_end: Callable[[str, bool], None] | None = None,
                  on_error: Callable[[str], None] | None = None,
-                 backend_factory: BackendFactory | None = None, pause_unwatched: bool = False) -> None:
+                 backend_factory: BackendFactory | None = None, pause_unwatched: bool = False,
+                 reconnect: bool = True) -> None:
         self.settings = settings
+        self.reconnect = reconnect  # a lost source is retried with backoff until it is back (or stop())
+        self.reconnects = 0
         self.pause_unwatched = pause_unwatched
         self.loop_file = loop_file
         self.max_frames = max_frames
@@ -320,6 +323,38 @@ class LiveLoop:
                 self._pipeline.reset()
         self.settings = new
 
+    BACKOFF = (0.5, 1.0, 2.0, 4.0, 5.0)  # seconds between tries to reopen a lost source
+
+    def _wait_for_source(self, reason: str) -> bool:
+        """The source was lost: say so, then try to reopen it with growing pauses until it is back
+        (True) or the session is stopped (False). New settings (another camera) apply meanwhile."""
+        self._report(f"{reason}; retrying until it is back")
+        self._drop_capture()
+        tries = 0
+        while not self._stop.is_set():
+            with self._pending_lock:
+                pending, self._pending = self._pending, None
+            if pending is not None:
+                self.settings = pending[0]  # the capture is reopened below with the new camera
+                if self._pipeline is not None:
+                    try:
+                        self._pipeline.update(*pending)
+                    except VbgError as exc:
+                        self._report(exc.line())
+            try:
+                self._capture = self._make_capture(self.settings)
+                self._capture.start()
+            except VbgError as exc:
+                if tries == 0:
+                    log.info("cannot reopen the source yet: %s", exc.line())
+                self._stop.wait(self.BACKOFF[min(tries, len(self.BACKOFF) - 1)])
+                tries += 1
+                continue
+            self.reconnects += 1
+            self._report(f"{self._capture.source} is back: resuming")
+            return True
+        return False
+
     def _run(self) -> None:
         try:
             self.open()
@@ -360,6 +395,12 @@ class LiveLoop:
             f = cap.wait_next(last_seq, timeout=0.1)
             if f is None:
                 if cap.ended:
+                    if cap.lost and self.reconnect:
+                        if not self._wait_for_source(cap.end_reason or "source lost"):
+                            break  # stopped while waiting
+                        last_seq = -1
+                        pipeline.reset()
+                        continue
                     self._finish(cap.end_reason or "source ended", cap.lost)
                     return
                 continue

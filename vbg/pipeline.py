@@ -32,6 +32,7 @@ import numpy as np
 
 from .backends import create_backend
 from .backends.base import Backend
+from .errors import VbgError
 from .gpu import device as gpu_device
 from .gpu.pipeline import GpuPipeline
 from .models import resolve_model
@@ -48,6 +49,7 @@ from .stages.smooth import TemporalSmoother
 log = logging.getLogger(__name__)
 
 STAGES = ("segment", "smooth", "matte", "composite")
+MIN_SIDE = 16  # pixels: smaller frames hold no person to find (and some OpenCV steps refuse them)
 
 __all__ = ["Output", "Pipeline", "FramePipeline", "make_pipeline", "STAGES"]
 
@@ -144,6 +146,8 @@ class Pipeline:
 
     def process_batch(self, frames: Sequence[np.ndarray]) -> list[Output]:
         """Run the frames that need the model through it in one batch, then the per-frame stages in order."""
+        for f in frames:
+            check_size(f.shape[1], f.shape[0])
         t0 = time.perf_counter()
         pyramids = [FramePyramid(f) for f in frames]
         run, still = [], []
@@ -198,6 +202,12 @@ class Pipeline:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def check_size(width: int, height: int, what: str = "frame") -> None:
+    if min(width, height) < MIN_SIDE:
+        raise VbgError(f"{what} is {width}x{height} pixels, too small to find a person in",
+                       f"give a picture at least {MIN_SIDE}x{MIN_SIDE}")
 
 
 def make_pipeline(settings: Settings, backend: Backend, *, composite: bool = True,

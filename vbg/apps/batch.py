@@ -31,11 +31,11 @@ from ..backends import create_backend
 from ..backends.base import Backend
 from ..config import add_setting_arguments, settings_from_args
 from ..errors import VbgError
-from ..io.atomic import atomic_folder, atomic_output, check_target, same_file
+from ..io.atomic import atomic_folder, atomic_output, check_name, check_target, same_file
 from ..io.decode import DecodedFrame, VideoDecoder
 from ..io.files import IMAGE_EXTS, is_image, is_video, read_image
 from ..models import resolve_model
-from ..pipeline import FramePipeline, make_pipeline
+from ..pipeline import FramePipeline, check_size, make_pipeline
 from ..settings import Settings
 from ..sinks import AudioSink, Sink, SinkContext, SinkKind, SinkThread, render, sink_kind
 from ..sinks.images import check_image_output, is_sequence_target, sequence_pattern, write_image
@@ -67,6 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "fastest that keeps files reasonable on 2 cores)")
     e.add_argument("--no-audio", action="store_true", help="drop the audio track")
     parser.add_argument("-y", "--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument("--strict", action="store_true",
+                        help="a damaged or cut-short input is an error (default: a warning, and what can be read)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
     parser.epilog = ((parser.epilog or "") + "\n\nNotes: odd frame sizes are kept exactly (H.264 "
                      "4:4:4 then); rotated phone videos are turned upright; audio is copied as is "
@@ -175,7 +177,7 @@ def convert_video(src: Path, dst: Path, settings: Settings, *, backend: Backend 
                   background: Background | None = None, overwrite: bool = False, preset: str = DEFAULT_PRESET,
                   batch: int = DEFAULT_BATCH, audio: bool = True, on_progress: ProgressFn | None = None,
                   on_start: Callable[[Any], None] | None = None, queue_size: int = 8,
-                  sink_options: dict[str, Any] | None = None) -> ConvertStats:
+                  sink_options: dict[str, Any] | None = None, strict: bool = False) -> ConvertStats:
     """Convert one video file to ``dst``: any registered sink (a video file; a PNG-sequence folder or pattern).
 
     ``backend``: an open inference backend (made from ``settings`` when
@@ -183,6 +185,8 @@ def convert_video(src: Path, dst: Path, settings: Settings, *, backend: Backend 
     ``on_start(info)`` gets the ``VideoInfo`` once the input is open;
     ``on_progress(n)`` is called after each batch of ``n`` frames.
     ``sink_options``: extra options for the sink (e.g. ``{"threads": 2}``: x264's thread count).
+    Fewer frames than the container lists (a damaged or truncated input) is a
+    warning, or with ``strict`` a ``VbgError`` (and no output).
     """
     settings = effective_settings(settings)
     src, dst = Path(src), Path(dst)
@@ -204,6 +208,7 @@ def convert_video(src: Path, dst: Path, settings: Settings, *, backend: Backend 
     with _owned(backend, settings) as be, \
             VideoDecoder(src, queue_size=queue_size, audio=audio and kind.output == "file") as dec:
         info = dec.info
+        check_size(info.width, info.height, f"input {src.name}")
         if on_start is not None:
             on_start(info)
         pipeline = make_pipeline(settings, be, composite=mode != "mask", background=background,
@@ -214,13 +219,15 @@ def convert_video(src: Path, dst: Path, settings: Settings, *, backend: Backend 
                                   time_base=info.time_base, quality=settings.quality, preset=preset,
                                   sample_aspect_ratio=_rotated_sar(info), color_primaries=info.color_primaries,
                                   color_trc=info.color_trc, audio_in=dec.audio_stream,
-                                  options={"ext": dst.suffix, **(sink_options or {})})
+                                  options={"ext": dst.suffix, "tracks": dec.audio_streams[1:] + dec.subtitle_streams,
+                                           **(sink_options or {})})
                 sink = kind.open(target, ctx)
-                frames = _run_video(dec, pipeline, sink, batch, timings, on_progress, queue_size)
+                frames = _run_video(dec, pipeline, sink, batch, timings, on_progress, queue_size,
+                                    check=lambda n: _check_complete(src, dec, n, strict))
         finally:
             pipeline.close()
-        if dec.bad_packets:
-            log.warning("%s: %d damaged packets were skipped", src.name, dec.bad_packets)
+        for what in dec.dropped_streams:
+            log.warning("%s: %s is not carried over (vbg writes video, audio and subtitles)", src.name, what)
     out_path = sequence_pattern(dst)[0] if kind.output == "folder" else dst
     return ConvertStats(frames, time.perf_counter() - t_start, out_path, timings.medians(),
                         getattr(sink, "audio_note", ""))
@@ -233,9 +240,25 @@ def _rotated_sar(info: Any) -> Any:
     return sar
 
 
+def _check_complete(src: Path, dec: VideoDecoder, frames: int, strict: bool) -> None:
+    """Compare the frames decoded with what the container lists: damage that frame-threaded decoding
+    swallows silently shows up here."""
+    expected = dec.info.frames
+    missing = expected - frames if expected else 0
+    if missing <= max(1, expected // 100) and not dec.bad_packets:
+        return
+    what = (f"{src.name}: decoded {frames} of the {expected} frames the file lists" if missing > max(1, expected // 100)
+            else f"{src.name}: {dec.bad_packets} damaged packets were skipped")
+    if strict:
+        raise VbgError(f"{what}: the input is damaged or cut short; no output was written",
+                       "repair the input, or drop --strict to convert what can be read")
+    log.warning("%s: the input is damaged or cut short (--strict makes this an error)", what)
+
+
 def _run_video(dec: VideoDecoder, pipeline: FramePipeline, sink: Sink, batch: int, timings: _Timings,
-               on_progress: ProgressFn | None, queue_size: int) -> int:
-    """The main loop: frames in batches through the pipeline, outputs to the writer thread."""
+               on_progress: ProgressFn | None, queue_size: int, check: Callable[[int], None] | None = None) -> int:
+    """The main loop: frames in batches through the pipeline, outputs to the writer thread.
+    ``check(frames)`` runs once the input is read, before the output is finished (it may refuse it)."""
     writer = SinkThread(sink.close, sink.abort, maxsize=queue_size)
     audio = isinstance(sink, AudioSink)
     pending: list[DecodedFrame] = []
@@ -265,6 +288,8 @@ def _run_video(dec: VideoDecoder, pipeline: FramePipeline, sink: Sink, batch: in
                 writer.submit(sink.write_audio, item, timed=False)  # type: ignore[attr-defined]
         if pending:
             flush()
+        if check is not None:
+            check(frames)
         writer.finish()
     except BaseException:
         writer.abort()
@@ -296,11 +321,12 @@ def convert_images(pairs: Sequence[tuple[Path, Path]], settings: Settings, *, ba
                 try:
                     t0 = time.perf_counter()
                     img = read_image(src)
+                    check_size(img.shape[1], img.shape[0], f"input {src.name}")
                     timings.add("decode", (time.perf_counter() - t0) * 1e3)
                 except VbgError as exc:
                     if len(pairs) == 1:
                         raise
-                    log.warning("skipping %s: %s", src, exc.what)
+                    log.info("skipping %s: %s", src, exc.what)  # the error at the end names it
                     failed.append((src, exc))
                     continue
                 pipeline.reset()
@@ -348,6 +374,7 @@ def plan_video_output(src: Path, output: str | None, mode: str) -> Path:
     if output is None:
         return src.with_name(f"{src.stem}.{_tag(mode)}{_video_ext(mode)}")
     p = Path(output).expanduser()
+    check_name(p)  # before any file-system query: a name too long fails those with a traceback
     if is_sequence_target(p, output):
         return p if p.suffix.lower() == ".png" else p / "%06d.png"
     if sink_kind(p) is None:
@@ -360,6 +387,7 @@ def plan_image_output(src: Path, output: str | None, mode: str) -> Path:
     if output is None:
         return src.with_name(f"{src.stem}.{_tag(mode)}{ext}")
     p = Path(output).expanduser()
+    check_name(p)
     if _dir_like(output, p):
         p = p / f"{src.stem}{ext}"
     check_image_output(p, mode, mode == "alpha")
@@ -458,11 +486,12 @@ class Job:
     audio: bool = True
     overwrite: bool = False
     progress: bool = True
+    strict: bool = False  # a damaged or truncated input is an error, not a warning
 
 
 def convert(input: str | Path, output: str | Path | None = None, settings: Settings | None = None, *,
             overwrite: bool = False, progress: bool = False, preset: str = DEFAULT_PRESET,
-            batch: int = DEFAULT_BATCH, audio: bool = True, **changes: Any) -> ConvertStats:
+            batch: int = DEFAULT_BATCH, audio: bool = True, strict: bool = False, **changes: Any) -> ConvertStats:
     """Convert a video, an image or a folder, as ``vbg --input`` does: the Python API.
 
     ``vbg.convert("talk.mp4", "out.mp4", bg="beach", threshold=0.6)``:
@@ -471,7 +500,8 @@ def convert(input: str | Path, output: str | Path | None = None, settings: Setti
     raises ``VbgError`` for bad input.
     """
     return _convert(input, output, settings or Settings(),
-                    Job(preset=preset, batch=batch, audio=audio, overwrite=overwrite, progress=progress), **changes)
+                    Job(preset=preset, batch=batch, audio=audio, overwrite=overwrite, progress=progress, strict=strict),
+                    **changes)
 
 
 def _convert(input: str | Path, output: str | Path | None, settings: Settings, job: Job,
@@ -482,6 +512,7 @@ def _convert(input: str | Path, output: str | Path | None, settings: Settings, j
     if job.preset not in X264_PRESETS:
         raise VbgError(f"unknown --preset {job.preset!r}", f"use one of {', '.join(X264_PRESETS)}")
     src = Path(input).expanduser()
+    check_name(src)
     out_text = None if output is None else str(output)
     mode = settings.output_mode
     if not src.exists() and str(input).lower() in bundled_samples():
@@ -519,7 +550,7 @@ def _convert_one_video(src: Path, dst: Path, settings: Settings, backend: Backen
     try:
         return convert_video(src, dst, settings, backend=backend, background=background, overwrite=job.overwrite,
                              preset=job.preset, batch=job.batch, audio=job.audio, on_start=start,
-                             on_progress=lambda n: holder["bar"].update(n))
+                             on_progress=lambda n: holder["bar"].update(n), strict=job.strict)
     finally:
         if "bar" in holder:
             holder["bar"].close()
@@ -553,7 +584,7 @@ def run(args: argparse.Namespace) -> int:
         raise VbgError("no input given", "use vbg --input VIDEO|IMAGE|FOLDER --bg BG; see vbg --help")
     batch = _number(args, "batch", int)
     job = Job(preset=args.preset or DEFAULT_PRESET, batch=DEFAULT_BATCH if batch is None else batch,
-              audio=not args.no_audio, overwrite=args.overwrite, progress=not args.no_progress)
+              audio=not args.no_audio, overwrite=args.overwrite, progress=not args.no_progress, strict=args.strict)
     stats = _convert(args.input, args.output, settings, job)
     print(stats.summary())
     if stats.stages:

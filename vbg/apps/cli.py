@@ -23,6 +23,8 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 
+import cv2
+
 from .. import __version__
 from ..errors import VbgError
 
@@ -103,10 +105,23 @@ def build_parser(command: str) -> tuple[argparse.ArgumentParser, object]:
 
 
 
+class _Formatter(logging.Formatter):
+    """``vbg: warning: ...`` for users; the logger's name too with -v."""
+
+    def __init__(self, detail: bool) -> None:
+        super().__init__()
+        self.detail = detail
+
+    def format(self, record: logging.LogRecord) -> str:
+        where = f" {record.name}" if self.detail else ""
+        return f"vbg: {record.levelname.lower()}{where}: {record.getMessage()}"
+
+
 def guarded(run: Callable[[], int]) -> int:
     """Run a command the way every vbg command runs: one line and exit 2 for errors the user can fix,
     SIGTERM/SIGHUP/Ctrl-C unwinding (outputs in progress removed) with one line, a full disk in one line."""
     os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")  # OpenCV's own [ WARN ] lines are not for users
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # and once imported too
     try:
         with _signals():
             return int(run() or 0)
@@ -140,7 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser, module = build_parser(command)
         args = parser.parse_args(rest)
         level = logging.WARNING - 10 * min(2, args.verbose)
-        logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+        handler = logging.StreamHandler()
+        handler.setFormatter(_Formatter(detail=args.verbose > 0))
+        logging.basicConfig(level=level, handlers=[handler], force=True)  # the CLI owns the root logger
         return int(module.run(args) or 0)  # type: ignore[attr-defined]
 
     return guarded(run)

@@ -112,9 +112,9 @@ class OnnxRuntimeBackend:
         self.max_batch = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else 0
 
     def _check_output(self) -> None:
-        """One inference on a grey frame: the output must have the layout and value range the spec says."""
+        """One inference on a noise frame: the output must have the layout and value range the spec says."""
         spec, o, where = self.spec, self.spec.output, f"model {self.spec.name}"
-        frame = np.full((spec.input.height, spec.input.width, 3), 128, np.uint8)
+        frame = np.random.default_rng(0).integers(0, 256, (spec.input.height, spec.input.width, 3), dtype=np.uint8)
         raw = np.asarray(self._run(self.pre([frame])), np.float32)
         self.reset()
         if raw.ndim == 3:
@@ -138,7 +138,7 @@ class OnnxRuntimeBackend:
             raise VbgError(f"{where}: output.kind {o.kind!r} needs 2 or more channels, the output has {chans}",
                            "set output.kind to \"probability\" or \"logits\"")
         if not np.isfinite(raw).all():
-            raise VbgError(f"{where}: the output holds NaN or infinity on a grey frame", "check the model")
+            raise VbgError(f"{where}: the output holds NaN or infinity on a test frame", "check the model")
 
     # -- running -------------------------------------------------------------------
     def reset(self) -> None:

@@ -76,8 +76,55 @@ def _dir_error(d: Path, exc: OSError) -> VbgError:
     return VbgError(f"cannot write to {d}: {exc.strerror}", "choose another --output")
 
 
+def name_max(d: Path) -> int:
+    """The longest file name (in bytes) the file system of ``d`` (or its nearest existing parent) allows."""
+    p = d
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return int(os.pathconf(p, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):  # Windows has no pathconf: NTFS allows 255 characters
+        return 255
+
+
+def check_name(path: Path) -> None:
+    """A name the file system cannot hold is one line, before any work (and before any query of it,
+    which would fail with a traceback)."""
+    for part in path.parts:
+        n = len(os.fsencode(part))
+        if n > 255 or (part == path.name and n > name_max(path.parent)):
+            limit = name_max(path.parent)
+            raise VbgError(f"the name {part[:40]}... is {n} bytes long, and this file system allows {limit}",
+                           "choose a shorter name")
+
+
+FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
+def full_error(exc: BaseException, written: int, where: Path) -> VbgError | None:
+    """A one-line error for a full disk or a file-size limit, saying how much had been written."""
+    if not isinstance(exc, OSError) or exc.errno not in FULL_ERRNOS:
+        return None
+    size = f"{written / 1e6:.1f} MB" if written >= 100_000 else f"{written / 1e3:.0f} kB"
+    if exc.errno == errno.EFBIG:
+        return VbgError(f"the output hit the file-size limit (ulimit -f) after {size}; the partial output was removed",
+                        "raise the limit, or write a shorter or smaller output")
+    return VbgError(f"the disk holding {where} is full after {size} of output; the partial output was removed",
+                    "free some space, or write to another disk")
+
+
+def _size(p: Path) -> int:
+    try:
+        if p.is_dir():
+            return sum(f.stat().st_size for f in p.iterdir() if f.is_file())
+        return p.stat().st_size
+    except OSError:
+        return 0
+
+
 def check_target(final: Path, *, overwrite: bool, inputs: tuple[Path, ...] = ()) -> None:
     """Refuse to write over an input, or over an existing output without ``overwrite``."""
+    check_name(final)
     for src in inputs:
         if same_file(final, src):
             raise VbgError(f"output {final} is the input file", "choose another --output; inputs are never overwritten")
@@ -112,10 +159,13 @@ def atomic_output(final: Path, *, overwrite: bool = False) -> Iterator[Path]:
         except OSError as exc:
             raise VbgError(f"cannot rename {tmp.name} to {final}: {exc.strerror}",
                            "check the output folder") from None
-    except BaseException:
+    except BaseException as exc:
+        full = full_error(exc, sum(_size(p) for p in made), d)
         for p in made:
             _remove(p)
         _remove_dirs(created)
+        if full is not None:
+            raise full from None
         raise
 
 
@@ -150,10 +200,13 @@ def atomic_folder(final: Path, *, overwrite: bool = False) -> Iterator[Path]:
             os.rmdir(tmp)
         else:
             os.rename(tmp, final)
-    except BaseException:
+    except BaseException as exc:
+        full = full_error(exc, sum(_size(p) for p in made), parent)
         for p in made:
             _remove(p)
         _remove_dirs(created)
+        if full is not None:
+            raise full from None
         raise
 
 
@@ -164,6 +217,12 @@ def _make_temp(d: Path, prefix: str, suffix: str, *, folder: bool, made: list[Pa
     The name goes into ``made`` *before* it is created, so a Ctrl-C that lands
     between the creation and the caller's ``try`` still finds it to remove.
     """
+    room = name_max(d) - len(os.fsencode(f"{secrets.token_hex(4)}{suffix}"))
+    raw = os.fsencode(prefix)
+    if len(raw) > room:  # a long final name: shorten the temporary one, keep the tag that marks it ours
+        tag = os.fsencode(PARTIAL_TAG)
+        head = raw[: max(1, room - len(tag))]
+        prefix = os.fsdecode(head.decode("utf-8", "ignore").encode() + tag)
     for _ in range(100):
         p = d / f"{prefix}{secrets.token_hex(4)}{suffix}"
         made.append(p)

@@ -15,7 +15,8 @@ Iterating yields, in file order:
 
 * ``DecodedFrame``: upright BGR pixels plus the frame's own timestamp
   (``pts`` in ``info.time_base``), so variable frame rates survive;
-* ``av.Packet``: audio packets, untouched, for the encoder to copy.
+* ``av.Packet``: audio and subtitle packets of every such track, untouched,
+  for the encoder to copy or re-encode.
 
 Rotation metadata (a display matrix, e.g. from phones) is applied to the
 pixels here: the model then sees people upright, and the output needs no
@@ -193,7 +194,13 @@ class VideoDecoder:
                 raise VbgError(f"{self.path} has no video stream", "give a video or an image file")
             self._video = self._container.streams.video[0]
             self._video.thread_type = "AUTO"  # frame + slice threads: decode is rarely the bottleneck then
-            self.audio_stream = self._container.streams.audio[0] if audio and self._container.streams.audio else None
+            c = self._container
+            self.audio_streams = list(c.streams.audio) if audio else []
+            self.subtitle_streams = list(c.streams.subtitles) if audio else []
+            self.audio_stream = self.audio_streams[0] if self.audio_streams else None
+            # data streams (timecodes, GPS, chapters' tracks): nothing vbg can carry over
+            self.dropped_streams = [f"{s.type} #{s.index} ({s.codec_context.name if s.codec_context else '?'})"
+                                    for s in c.streams if s.type not in ("video", "audio", "subtitle")]
             self._gen = self._items()
             self._head: list[Any] = []
             first: DecodedFrame | None = None
@@ -237,7 +244,7 @@ class VideoDecoder:
     # -- the decoding generator (runs in the thread after the first frame) --
     def _items(self) -> Iterator[Any]:
         v = self._video
-        streams = [v] + ([self.audio_stream] if self.audio_stream is not None else [])
+        streams = [v] + self.audio_streams + self.subtitle_streams
         self._time_base = Fraction(v.time_base) if v.time_base else Fraction(1, 1000)
         self._rotation = 0
         rate = v.average_rate or v.guessed_rate
@@ -248,7 +255,7 @@ class VideoDecoder:
             for packet in self._container.demux(streams):
                 if self._stop.is_set():
                     return
-                if packet.stream.type == "audio":
+                if packet.stream.type != "video":
                     if packet.size:
                         yield packet
                         t0 = time.perf_counter()

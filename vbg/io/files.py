@@ -8,6 +8,9 @@ where ``cv2.imread`` can fail or crash.
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -49,9 +52,29 @@ def decode_image(data: np.ndarray, flags: int = cv2.IMREAD_COLOR) -> np.ndarray 
     if not data.size:
         return None
     try:
-        return cv2.imdecode(data, flags)
+        with _quiet_stderr():  # libpng and libjpeg print their own complaints about damaged files
+            return cv2.imdecode(data, flags)
     except cv2.error:
         return None
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence C libraries writing to file descriptor 2 (not Python's sys.stderr) for a moment."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
 
 
 def read_image(path: Path, what: str = "input") -> np.ndarray:

@@ -17,8 +17,12 @@ Colour goes out as BT.601 limited range and is tagged so; primaries and
 transfer are the input's.
 
 Each frame keeps the input's timestamp (variable frame rates survive).
-Audio packets are copied unchanged when the container can hold the codec;
-otherwise they are re-encoded (AAC, or Opus for WebM).
+Every audio track is kept: its packets are copied unchanged when the
+container can hold the codec, else re-encoded (AAC, or Opus for WebM).
+Subtitle tracks are copied where the container takes their format, else
+dropped with a warning naming them. Matroska and WebM cannot start before
+time 0: an audio packet wholly before it (an AAC encoder's priming frame, which
+MP4 hides with an edit list) is left out there, so nothing shifts by its 21 ms.
 """
 
 from __future__ import annotations
@@ -79,6 +83,18 @@ def pick_codec(ext: str, mode: str, width: int, height: int) -> tuple[str, str]:
     return "libx264", "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
 
 
+# Subtitle formats each container takes.
+_SUBTITLES = {"mp4": frozenset({"mov_text"}), "mov": frozenset({"mov_text"}),
+              "matroska": frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "hdmv_pgs_subtitle", "dvd_subtitle"}),
+              "webm": frozenset({"webvtt"})}
+
+
+def codec_name(stream: Any) -> str:
+    """The codec's own name ('mp3'), not its decoder's ('mp3float')."""
+    cc = stream.codec_context
+    return getattr(cc.codec, "canonical_name", None) or cc.name
+
+
 def audio_plan(fmt: str, codec_name: str) -> str | None:
     """None to copy an audio codec into container ``fmt``, else the encoder to use."""
     ok = _COPYABLE.get(fmt)
@@ -113,7 +129,7 @@ class VideoSink:
                  preset: str = "superfast", threads: int = 0,
                  sample_aspect_ratio: Fraction | None = None,
                  color_primaries: int = 2, color_trc: int = 2,
-                 audio_in: Any = None) -> None:
+                 audio_in: Any = None, other_tracks: list[Any] | None = None) -> None:
         self.mode = mode
         self.width, self.height = width, height
         self.format = CONTAINERS[ext.lower()]
@@ -129,7 +145,7 @@ class VideoSink:
         try:
             self._setup_video(rate, time_base, quality, preset, threads, sample_aspect_ratio,
                               color_primaries, color_trc)
-            self._setup_audio(audio_in)
+            self._setup_audio(audio_in, other_tracks)
         except BaseException:
             self._out.close()
             raise
@@ -142,7 +158,7 @@ class VideoSink:
                    time_base=ctx.time_base, quality=ctx.quality, preset=ctx.preset,
                    threads=int(ctx.options.get("threads", 0)),
                    sample_aspect_ratio=ctx.sample_aspect_ratio, color_primaries=ctx.color_primaries,
-                   color_trc=ctx.color_trc, audio_in=ctx.audio_in)
+                   color_trc=ctx.color_trc, audio_in=ctx.audio_in, other_tracks=ctx.options.get("tracks"))
 
     def _setup_video(self, rate: Fraction | None, time_base: Fraction, quality: int, preset: str,
                      threads: int, sar: Fraction | None, primaries: int, trc: int) -> None:
@@ -174,39 +190,46 @@ class VideoSink:
         s.options = opts
         self._v = s
 
-    def _setup_audio(self, audio_in: Any) -> None:
-        self._a = None
-        self._a_in = audio_in
-        self._a_encode = False
-        if audio_in is None:
-            return
-        name = audio_in.codec_context.name
-        encoder = audio_plan(self.format, name)
-        if encoder is None:
-            self._a = self._out.add_stream_from_template(audio_in)
-            log.debug("copying %s audio", name)
-        else:
-            rate = audio_in.codec_context.sample_rate or 48000
-            if encoder == "libopus":
-                rate = 48000
-            layout = _encodable_layout(audio_in.codec_context.layout)
-            self._a = self._out.add_stream(encoder, rate=rate, layout=layout)
-            self._a_encode = True
-            log.info("re-encoding %s audio as %s: %s cannot hold it", name, encoder, self.format)
+    def _setup_audio(self, audio_in: Any, others: list[Any] | None = None) -> None:
+        """An output stream for each input audio track (copied or re-encoded) and each subtitle track
+        the container takes; ``audio_in`` is the first audio track, ``others`` the rest and subtitles."""
+        self._tracks: dict[int, tuple[Any, Any, bool]] = {}  # input index -> (input, output, re-encode)
+        self._notes: list[str] = []
+        for s in [x for x in [audio_in, *(others or [])] if x is not None]:
+            name = codec_name(s)
+            if s.type == "subtitle":
+                if name in _SUBTITLES.get(self.format, frozenset()):
+                    self._tracks[s.index] = (s, self._out.add_stream_from_template(s), False)
+                    self._notes.append(f"copied {name} subtitles")
+                else:
+                    log.warning("dropping subtitle track #%d (%s): %s cannot hold it", s.index, name, self.format)
+                    self._notes.append(f"dropped {name} subtitles")
+                continue
+            encoder = audio_plan(self.format, name)
+            if encoder is None:
+                self._tracks[s.index] = (s, self._out.add_stream_from_template(s), False)
+                self._notes.append(f"copied {name}")
+                log.debug("copying %s audio (track #%d)", name, s.index)
+            else:
+                rate = s.codec_context.sample_rate or 48000
+                if encoder == "libopus":
+                    rate = 48000
+                layout = _encodable_layout(s.codec_context.layout)
+                self._tracks[s.index] = (s, self._out.add_stream(encoder, rate=rate, layout=layout), True)
+                self._notes.append(f"re-encoded {name} -> {encoder.replace('lib', '')}")
+                log.info("re-encoding %s audio as %s: %s cannot hold it", name, encoder, self.format)
+        self._a = next((o for i, o, _ in self._tracks.values() if i.type == "audio"), None)
 
     @property
     def audio_note(self) -> str:
-        """What happened to the audio: 'copied aac', 're-encoded pcm_s16le -> aac', or ''."""
-        if self._a is None:
-            return ""
-        name = self._a_in.codec_context.name
-        return f"re-encoded {name} -> {self._a.codec_context.name}" if self._a_encode else f"copied {name}"
+        """What happened to the audio (and subtitles): 'copied aac', 're-encoded pcm_s16le -> aac', ..."""
+        return ", ".join(self._notes)
 
     # -- writing ---------------------------------------------------------
     def _to_frame(self, pixels: np.ndarray) -> Any:
         VideoFrame = av.VideoFrame
         h, w = pixels.shape[:2]
-        if self.pix_fmt == "yuv420p":
+        if self.pix_fmt == "yuv420p" and w % 2 == 0 and h % 2 == 0:  # cv2's I420 needs even sizes
             if pixels.ndim == 2:  # mask: grey luma, neutral chroma
                 i420 = np.empty((h * 3 // 2, w), np.uint8)
                 i420[:h] = cv2.convertScaleAbs(pixels, alpha=219 / 255, beta=16)  # limited range
@@ -236,16 +259,22 @@ class VideoSink:
         self.frames += 1
 
     def write_audio(self, packet: Any) -> None:
-        if self._a is None:
+        """An audio or subtitle packet of the input, in file order."""
+        track = self._tracks.get(packet.stream.index)
+        if track is None:
             return
-        if self._a_encode:
+        s_in, s_out, encode = track
+        if encode:
             for f in packet.decode():
-                for p in self._a.encode(f):
+                for p in s_out.encode(f):
                     self._out.mux(p)
         else:
             if packet.dts is None:  # the muxer cannot place it
                 return
-            packet.stream = self._a
+            if (self.format in ("matroska", "webm") and packet.pts is not None and packet.duration
+                    and packet.pts + packet.duration <= 0):
+                return  # wholly before time 0 (priming): Matroska would shift everything by it
+            packet.stream = s_out
             self._out.mux(packet)
         self.audio_packets += 1
 
@@ -254,12 +283,13 @@ class VideoSink:
         try:
             for p in self._v.encode(None):
                 self._out.mux(p)
-            if self._a is not None and self._a_encode:
-                for f in self._a_in.codec_context.decode(None):
-                    for p in self._a.encode(f):
+            for s_in, s_out, encode in self._tracks.values():
+                if encode:
+                    for f in s_in.codec_context.decode(None):
+                        for p in s_out.encode(f):
+                            self._out.mux(p)
+                    for p in s_out.encode(None):
                         self._out.mux(p)
-                for p in self._a.encode(None):
-                    self._out.mux(p)
         finally:
             self._out.close()
 
