@@ -295,7 +295,7 @@ def test_kernels_compile_with_nvcc(tmp_path: Path) -> None:
 
 
 def test_pick_h264_encoder_opens_and_encodes(tmp_path: Path) -> None:
-    from vbg.gpu.pipeline import pick_h264_encoder
+    from vbg.sinks.video import pick_h264_encoder
 
     name = pick_h264_encoder(320, 240)
     assert name in ("h264_nvenc", "libx264")

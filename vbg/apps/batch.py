@@ -206,7 +206,8 @@ def convert_video(src: Path, dst: Path, settings: Settings, *, backend: Backend 
     timings = _Timings()
     t_start = time.perf_counter()
     with _owned(backend, settings) as be, \
-            VideoDecoder(src, queue_size=queue_size, audio=audio and kind.output == "file") as dec:
+            VideoDecoder(src, queue_size=queue_size, audio=audio and kind.output == "file",
+                         nvdec=be.device == "cuda") as dec:
         info = dec.info
         check_size(info.width, info.height, f"input {src.name}")
         if on_start is not None:
@@ -220,7 +221,7 @@ def convert_video(src: Path, dst: Path, settings: Settings, *, backend: Backend 
                                   sample_aspect_ratio=_rotated_sar(info), color_primaries=info.color_primaries,
                                   color_trc=info.color_trc, audio_in=dec.audio_stream,
                                   options={"ext": dst.suffix, "tracks": dec.audio_streams[1:] + dec.subtitle_streams,
-                                           **(sink_options or {})})
+                                           "nvenc": be.device == "cuda", **(sink_options or {})})
                 sink = kind.open(target, ctx)
                 frames = _run_video(dec, pipeline, sink, batch, timings, on_progress, queue_size,
                                     check=lambda n: _check_complete(src, dec, n, strict))

@@ -13,20 +13,19 @@ What stays on the host: the smoother's scene-cut test (a download of the
 mask-sized luma thumbnails, one sync per batch), and light wrap, which the
 GPU path does not do (``light_wrap > 0`` is ignored with a warning).
 
-``pick_h264_encoder`` chooses NVENC for the writer when this machine can
-open it (data-centre GPUs such as the H100 have no NVENC), else libx264.
+The batch converter encodes with NVENC and decodes with NVDEC around this
+pipeline where they open (``vbg.sinks.video.pick_h264_encoder``,
+``vbg.io.decode``): data-centre GPUs such as the H100 and H200 have NVDEC but
+no NVENC, and encode with libx264 on the CPU.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any, Protocol
 
-import av
 import numpy as np
 
 from ..errors import VbgError
@@ -292,23 +291,3 @@ class GpuPipeline:
             self.background.close()
         self._bufs = None
         self._bg_dev = self._bg_src = None
-
-
-# --- encoding ---------------------------------------------------------------------
-@functools.cache
-def pick_h264_encoder(width: int = 1920, height: int = 1080) -> str:
-    """'h264_nvenc' when this machine can open it (an NVENC-capable GPU and driver), else 'libx264'.
-
-    Only opening an encoder proves it: FFmpeg builds list NVENC everywhere.
-    """
-    try:
-        av.codec.Codec("h264_nvenc", "w")
-        cc = av.CodecContext.create("h264_nvenc", "w")
-        cc.width, cc.height = width, height
-        cc.pix_fmt = "yuv420p"
-        cc.time_base = Fraction(1, 30)
-        cc.open()
-    except Exception as exc:  # UnknownCodecError, PermissionError, av.error.*: no usable NVENC
-        log.debug("h264_nvenc unavailable: %s", exc)
-        return "libx264"
-    return "h264_nvenc"

@@ -38,6 +38,7 @@ from typing import Any
 import av
 import cv2
 import numpy as np
+from av.codec.hwaccel import HWAccel
 
 from ..errors import VbgError
 
@@ -179,14 +180,15 @@ class VideoDecoder:
     even when the caller gives up half way (errors, Ctrl-C).
     """
 
-    def __init__(self, path: str | Path, *, queue_size: int = 8, audio: bool = True) -> None:
+    def __init__(self, path: str | Path, *, queue_size: int = 8, audio: bool = True, nvdec: bool = False) -> None:
         self.path = Path(path)
         self.bad_packets = 0
+        self.hwaccel = ""  # "cuda" when NVDEC decodes
         self._q: queue.Queue[Any] = queue.Queue(maxsize=max(1, queue_size))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         try:
-            self._container = av.open(str(self.path), metadata_errors="ignore")
+            self._container = self._open(nvdec)
         except (OSError, av.FFmpegError, ValueError) as exc:
             raise open_error(self.path, exc) from None
         try:
@@ -217,6 +219,23 @@ class VideoDecoder:
             raise
 
     # -- setup -----------------------------------------------------------
+    def _open(self, nvdec: bool) -> Any:
+        """The container, decoding on the GPU (NVDEC) when asked and it opens, else in software."""
+        if nvdec:
+            try:
+                c = av.open(str(self.path), metadata_errors="ignore",
+                            hwaccel=HWAccel(device_type="cuda", allow_software_fallback=False))
+                next(c.decode(video=0))  # only a decoded frame proves the device works
+                c.close()
+                c = av.open(str(self.path), metadata_errors="ignore",
+                            hwaccel=HWAccel(device_type="cuda", allow_software_fallback=True))
+                self.hwaccel = "cuda"
+                log.info("decoding %s with NVDEC", self.path.name)
+                return c
+            except Exception as exc:  # no device, no driver, codec not supported: software it is
+                log.info("NVDEC unavailable (%s): decoding on the CPU", exc)
+        return av.open(str(self.path), metadata_errors="ignore")
+
     def _make_info(self, first: DecodedFrame) -> VideoInfo:
         v = self._video
         cc = v.codec_context

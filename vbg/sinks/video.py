@@ -27,6 +27,7 @@ MP4 hides with an edit list) is left out there, so nothing shifts by its 21 ms.
 
 from __future__ import annotations
 
+import functools
 import logging
 from fractions import Fraction
 from pathlib import Path
@@ -89,6 +90,25 @@ _SUBTITLES = {"mp4": frozenset({"mov_text"}), "mov": frozenset({"mov_text"}),
               "webm": frozenset({"webvtt"})}
 
 
+@functools.cache
+def pick_h264_encoder(width: int = 1920, height: int = 1080) -> str:
+    """'h264_nvenc' when this machine can open it (an NVENC-capable GPU and driver), else 'libx264'.
+
+    Only opening an encoder proves it: FFmpeg builds list NVENC everywhere, and
+    data-centre GPUs (H100, H200) have NVDEC but no NVENC.
+    """
+    try:
+        cc = av.CodecContext.create("h264_nvenc", "w")
+        cc.width, cc.height = width, height
+        cc.pix_fmt = "yuv420p"
+        cc.time_base = Fraction(1, 30)
+        cc.open()
+    except Exception as exc:  # UnknownCodecError, PermissionError, av.error.*: no usable NVENC
+        log.debug("h264_nvenc unavailable: %s", exc)
+        return "libx264"
+    return "h264_nvenc"
+
+
 def codec_name(stream: Any) -> str:
     """The codec's own name ('mp3'), not its decoder's ('mp3float')."""
     cc = stream.codec_context
@@ -129,11 +149,13 @@ class VideoSink:
                  preset: str = "superfast", threads: int = 0,
                  sample_aspect_ratio: Fraction | None = None,
                  color_primaries: int = 2, color_trc: int = 2,
-                 audio_in: Any = None, other_tracks: list[Any] | None = None) -> None:
+                 audio_in: Any = None, other_tracks: list[Any] | None = None, nvenc: bool = False) -> None:
         self.mode = mode
         self.width, self.height = width, height
         self.format = CONTAINERS[ext.lower()]
         self.codec, self.pix_fmt = pick_codec(ext, mode, width, height)
+        if nvenc and self.codec == "libx264" and self.pix_fmt == "yuv420p":
+            self.codec = pick_h264_encoder(width, height)  # the GPU's encoder where it opens
         self.frames = 0
         self.audio_packets = 0
         # MP4 and MOV with the index at the front: players start before the file is fully downloaded
@@ -158,7 +180,8 @@ class VideoSink:
                    time_base=ctx.time_base, quality=ctx.quality, preset=ctx.preset,
                    threads=int(ctx.options.get("threads", 0)),
                    sample_aspect_ratio=ctx.sample_aspect_ratio, color_primaries=ctx.color_primaries,
-                   color_trc=ctx.color_trc, audio_in=ctx.audio_in, other_tracks=ctx.options.get("tracks"))
+                   color_trc=ctx.color_trc, audio_in=ctx.audio_in, other_tracks=ctx.options.get("tracks"),
+                   nvenc=bool(ctx.options.get("nvenc")))
 
     def _setup_video(self, rate: Fraction | None, time_base: Fraction, quality: int, preset: str,
                      threads: int, sar: Fraction | None, primaries: int, trc: int) -> None:
@@ -175,6 +198,11 @@ class VideoSink:
             opts = {"crf": str(quality), "preset": preset}
             if threads:
                 opts["threads"] = str(threads)
+        elif self.codec == "h264_nvenc":
+            cc.colorspace, cc.color_range = _SMPTE170M, _MPEG_RANGE
+            cc.color_primaries, cc.color_trc = primaries, trc
+            # constant quality like x264's CRF; p4 is NVENC's balanced preset
+            opts = {"rc": "vbr", "cq": str(quality), "b": "0", "preset": "p4"}
         elif self.codec == "libvpx-vp9":
             cc.colorspace, cc.color_range = _SMPTE170M, _MPEG_RANGE
             cc.bit_rate = 0  # constant quality
