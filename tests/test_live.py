@@ -301,3 +301,13 @@ def test_live_without_pause_processes_every_frame_for_an_unread_camera(
         finally:
             loop.stop()
         assert sink.watched and sink.frames_sent == 6 and loop.stats().paused == 0
+
+
+def test_stats_history_is_bounded(red_model: Path, clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A session running for days keeps its memory flat: the per-frame history is trimmed, totals are not."""
+    monkeypatch.setattr(LiveLoop, "HISTORY", 10)
+    loop = LiveLoop(Settings(model=str(red_model), camera=str(clip), bg="color:#00ff00"), max_frames=35)
+    loop.start()
+    assert loop.wait(10)
+    st = loop.stats()
+    assert st.frames == 35 and len(loop._latency) <= 20 and st.model_runs >= 1 and st.fps > 0

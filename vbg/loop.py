@@ -254,12 +254,18 @@ class LiveLoop:
             self._latency = array("d")
             self._cpu = array("d")  # time.process_time() at each delivery
             self._ran = array("b")  # 1 where the model ran for the delivered frame
+            # totals and the first delivery's times: the history above is trimmed (memory stays flat)
+            self._frames_total = self._runs_total = 0
+            self._t0 = self._cpu0 = 0.0
             self._stage_ms: dict[str, float] = {}
             self._captured0 = self._dropped0 = 0  # counts of captures replaced by a camera switch
             self._paused = 0
 
+    HISTORY = 18000  # deliveries kept for percentiles: 10 minutes at 30 fps
+
     def stats(self, window: float | None = None) -> LiveStats:
-        """Session stats, or over the last ``window`` seconds (the GUI readout)."""
+        """Session stats, or over the last ``window`` seconds (the GUI readout). Latency percentiles of
+        the whole session cover its last ``HISTORY`` frames."""
         with self._stats_lock:
             times, lat = self._t_delivered, self._latency
             i = bisect.bisect_left(times, time.perf_counter() - window) if window else 0
@@ -267,15 +273,19 @@ class LiveLoop:
             cpu, ran = self._cpu[i:], self._ran[i:]
             stage = dict(self._stage_ms)
             captured, dropped, paused = self._captured0, self._dropped0, self._paused
+            total, runs, t0, cpu0 = self._frames_total, self._runs_total, self._t0, self._cpu0
         cap = self._capture
         if cap is not None:
             captured, dropped = captured + cap.captured, dropped + cap.dropped
         n = len(t)
-        fps = (n - 1) / (t[-1] - t[0]) if n > 1 and t[-1] > t[0] else 0.0
         p50, p95 = (float(np.percentile(lt, 50)), float(np.percentile(lt, 95))) if n else (0.0, 0.0)
+        if window is None:  # the whole session, from its totals
+            fps = (total - 1) / (t[-1] - t0) if total > 1 and t[-1] > t0 else 0.0
+            cpu_ms = (cpu[-1] - cpu0) * 1000.0 / (total - 1) if total > 1 else 0.0
+            return LiveStats(total, captured, dropped, fps, p50, p95, stage, paused, cpu_ms, runs)
+        fps = (n - 1) / (t[-1] - t[0]) if n > 1 and t[-1] > t[0] else 0.0
         cpu_ms = (cpu[-1] - cpu[0]) * 1000.0 / (n - 1) if n > 1 else 0.0
-        return LiveStats(len(self._t_delivered) if window is None else n, captured, dropped, fps, p50, p95, stage,
-                         paused, cpu_ms, int(sum(ran)))
+        return LiveStats(n, captured, dropped, fps, p50, p95, stage, paused, cpu_ms, int(sum(ran)))
 
     # -- the processing thread ---------------------------------------------
     def _unwatched(self) -> bool:
@@ -441,12 +451,20 @@ class LiveLoop:
                 self.on_delivery(Delivery(f, out, settings, latency))
             t_done = time.perf_counter()
             with self._stats_lock:
+                cpu_now = time.process_time()
+                if self._frames_total == 0:
+                    self._t0, self._cpu0 = t_done, cpu_now
+                self._frames_total += 1
+                self._runs_total += int(out.model_ran)
+                if len(self._t_delivered) >= 2 * self.HISTORY:  # trim the oldest half: memory stays flat
+                    for a in (self._t_delivered, self._latency, self._cpu, self._ran):
+                        del a[: self.HISTORY]
                 self._t_delivered.append(t_done)
                 self._latency.append(latency)
-                self._cpu.append(time.process_time())
+                self._cpu.append(cpu_now)
                 self._ran.append(1 if out.model_ran else 0)
                 self._stage_ms = out.timings
-                n = len(self._t_delivered)
+                n = self._frames_total
             if self.max_frames is not None and n >= self.max_frames:
                 self._finish(f"{n} frames done", False)
                 return
