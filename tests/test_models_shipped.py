@@ -84,3 +84,38 @@ def test_default_segments_real_people(shared_dir) -> None:
     res = evaluate_models([spec], val, threads=2, progress=False)[0]
     assert np.mean(res.iou) > 0.8
     assert OnnxRuntimeBackend(spec).spec.name == spec.name
+
+
+# Frames of ../shared/videos/people/one-by-one-person-detection.mp4 with nobody in view (checked by eye,
+# with a margin of a few frames to each side of a person leaving or coming in).
+EMPTY_RANGES = [(0, 55), (205, 222), (458, 500), (712, 742), (879, 919), (1212, 1230), (1360, 1393)]
+
+
+@pytest.mark.shared
+def test_empty_scenes_of_a_real_clip_composite_to_plain_background(shared_dir) -> None:
+    """People walk in and out of a room: with nobody in view, the default model's composite is the plain
+    background (the table, the floor and the wall are not kept)."""
+    from vbg.io.decode import VideoFrames
+    from vbg.pipeline import Pipeline
+    from vbg.settings import Settings
+
+    clip = shared_dir / "videos" / "people" / "one-by-one-person-detection.mp4"
+    wanted = {i for a, b in EMPTY_RANGES for i in range(max(0, a - 20), b + 1)}  # 20 frames of history before each
+    empty = {i for a, b in EMPTY_RANGES for i in range(a, b + 1)}
+    shares = []
+    with Pipeline(Settings(bg="color:#00ff00")) as pipe, VideoFrames(clip) as video:
+        last = -2
+        for i, (img, _) in enumerate(video):
+            if i not in wanted:
+                continue
+            if i != last + 1:
+                pipe.reset()  # a jump in the clip: as a new scene
+            last = i
+            out = pipe.process(img)
+            if i in empty:
+                assert out.frame is not None
+                shares.append(float((out.alpha >= 0.5).mean()))
+    shares_a = np.asarray(shares)
+    assert len(shares) == sum(b - a + 1 for a, b in EMPTY_RANGES)
+    assert shares_a.mean() <= 0.002 and np.percentile(shares_a, 95) <= 0.005, (
+        f"person kept on empty frames: mean {shares_a.mean():.4f}, worst {shares_a.max():.4f}")

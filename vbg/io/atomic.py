@@ -160,12 +160,7 @@ def atomic_output(final: Path, *, overwrite: bool = False) -> Iterator[Path]:
             raise VbgError(f"cannot rename {tmp.name} to {final}: {exc.strerror}",
                            "check the output folder") from None
     except BaseException as exc:
-        full = full_error(exc, sum(_size(p) for p in made), d)
-        for p in made:
-            _remove(p)
-        _remove_dirs(created)
-        if full is not None:
-            raise full from None
+        _undo(exc, made, created, d)
         raise
 
 
@@ -201,13 +196,18 @@ def atomic_folder(final: Path, *, overwrite: bool = False) -> Iterator[Path]:
         else:
             os.rename(tmp, final)
     except BaseException as exc:
-        full = full_error(exc, sum(_size(p) for p in made), parent)
-        for p in made:
-            _remove(p)
-        _remove_dirs(created)
-        if full is not None:
-            raise full from None
+        _undo(exc, made, created, parent)
         raise
+
+
+def _undo(exc: BaseException, made: list[Path], created: list[Path], where: Path) -> None:
+    """Remove what a failed or interrupted output made; a full disk becomes one line saying how much it got."""
+    full = full_error(exc, sum(_size(p) for p in made), where)
+    for p in made:
+        _remove(p)
+    _remove_dirs(created)
+    if full is not None:
+        raise full from None
 
 
 def _make_temp(d: Path, prefix: str, suffix: str, *, folder: bool, made: list[Path]) -> Path:
