@@ -114,6 +114,7 @@ class LiveLoop:
         self._sink_lock = threading.Lock()
         self._pending: tuple[Settings, Background | None] | None = None  # the one settings mailbox
         self._pending_lock = threading.Lock()
+        self._teardown_lock = threading.Lock()
         self._capture: CaptureThread | None = None
         self._backend: Backend | None = None
         self._pipeline: FramePipeline | None = None
@@ -134,21 +135,36 @@ class LiveLoop:
             return cap.open()
 
     def _make_pipeline(self, s: Settings, background: Background | None = None) -> tuple[Backend, FramePipeline]:
-        with s.blame("model"):
-            spec = resolve_model(s.model)
-        backend = self._backend_factory(spec, s.backend)
+        """A backend and pipeline for ``s``; the pipeline takes ``background`` over (it closes it)."""
         try:
-            return backend, make_pipeline(s, backend, background=background, fps=s.fps)
+            with s.blame("model"):
+                spec = resolve_model(s.model)
+            backend = self._backend_factory(spec, s.backend)
+        except BaseException:
+            if background is not None:
+                background.close()
+            raise
+        try:
+            return backend, make_pipeline(s, backend, background=background, fps=self.rate(s),
+                                          own_background=True)
         except BaseException:
             backend.close()
+            if background is not None:
+                background.close()
             raise
 
+    def rate(self, s: Settings | None = None) -> float:
+        """Frames per second the pipeline sees: the source's, or --max-fps when lower."""
+        s = s or self.settings
+        fps = self._capture.fps if self._capture is not None else s.fps
+        return min(fps, s.max_fps) if s.max_fps > 0 else fps
+
     def open(self) -> LiveLoop:
-        """Load the model and open the source (raises VbgError)."""
-        if self._pipeline is None:
-            self._backend, self._pipeline = self._make_pipeline(self.settings)
+        """Open the source and load the model (raises VbgError)."""
         if self._capture is None:
             self._capture = self._make_capture(self.settings)
+        if self._pipeline is None:
+            self._backend, self._pipeline = self._make_pipeline(self.settings)
         return self
 
     @property
@@ -196,22 +212,38 @@ class LiveLoop:
         return self._ended.wait(timeout)
 
     def stop(self) -> None:
-        """End the session and release the camera and model (sinks stay with their owner)."""
+        """End the session and release the camera and model (sinks stay with their owner).
+
+        The processing thread releases them itself when it ends; if it is still inside a long call
+        (a model loading, a slow inference) after a while, it does so when that call returns.
+        """
         self._stop.set()
         t = self._thread
         if t is not None and t is not threading.current_thread():
-            t.join(5.0)
+            t.join(10.0)
+            if t.is_alive():
+                log.warning("the processing thread is still busy: it releases the camera and model when done")
+        if t is None or not t.is_alive():
+            self._teardown()
         self._thread = None
-        self._drop_capture()
-        if self._pipeline is not None:
-            self._pipeline.close()
-            self._pipeline = None
-        if self._backend is not None:
-            self._backend.close()
-            self._backend = None
         if self.end_reason is None:
             self.end_reason = "stopped"
         self._ended.set()
+
+    def _teardown(self) -> None:
+        """Release the capture, the pipeline (and the background it owns) and the backend; idempotent."""
+        with self._teardown_lock:
+            self._drop_capture()
+            pipeline, self._pipeline = self._pipeline, None
+            backend, self._backend = self._backend, None
+            if pipeline is not None:
+                pipeline.close()
+            if backend is not None:
+                backend.close()
+            with self._pending_lock:
+                pending, self._pending = self._pending, None
+            if pending is not None and pending[1] is not None:
+                pending[1].close()  # a background handed over but never applied
 
     close = stop
 
@@ -229,10 +261,12 @@ class LiveLoop:
         """New settings, applied from the next frame; never blocks on capture or inference.
 
         ``background``: ``settings.bg`` already opened (the GUI checks a file
-        that way), so it is not opened a second time.
+        that way), so it is not opened a second time; the loop takes it over.
         """
         with self._pending_lock:
-            self._pending = (settings, background)
+            old, self._pending = self._pending, (settings, background)
+        if old is not None and old[1] is not None and old[1] is not background:
+            old[1].close()  # replaced before it was applied
         cap = self._capture
         if cap is not None:
             cap.mirror = settings.mirror  # per-frame flag: no restart
@@ -312,16 +346,9 @@ class LiveLoop:
             self.on_error(message)
 
     def _reconfigure(self, new: Settings, background: Background | None) -> None:
+        """Apply new settings on the processing thread: the model and pipeline, then the camera."""
         old = self.settings
-        if any(getattr(new, k) != getattr(old, k) for k in MODEL_KEYS):
-            backend, pipeline = self._make_pipeline(new, background)
-            if self._pipeline is not None:
-                self._pipeline.close()
-            if self._backend is not None:
-                self._backend.close()
-            self._backend, self._pipeline = backend, pipeline
-        elif self._pipeline is not None:
-            self._pipeline.update(new, background)
+        self._apply_model_settings(new, background)
         source = Source.parse(new.camera)
         if new.camera != old.camera or (source.is_camera and any(
                 getattr(new, k) != getattr(old, k) for k in CAPTURE_KEYS)):
@@ -331,7 +358,38 @@ class LiveLoop:
             self._capture.start()
             if self._pipeline is not None:
                 self._pipeline.reset()
+                self._pipeline.set_rate(self.rate(new))
         self.settings = new
+
+    def _apply_model_settings(self, new: Settings, background: Background | None) -> None:
+        """A new model or backend builds a new pipeline; anything else updates the one there is.
+        ``background`` is taken over: applied, or closed."""
+        old = self.settings
+        if any(getattr(new, k) != getattr(old, k) for k in MODEL_KEYS):
+            backend, pipeline = self._make_pipeline(new, background if new.bg != old.bg else None)
+            if background is not None and new.bg == old.bg:
+                background.close()
+            if self._pipeline is not None:
+                self._pipeline.close()
+            if self._backend is not None:
+                self._backend.close()
+            self._backend, self._pipeline = backend, pipeline
+        elif self._pipeline is not None:
+            if background is not None and new.bg == old.bg:
+                background.close()
+                background = None
+            try:
+                self._pipeline.update(new, background)
+            except BaseException:
+                if background is not None:
+                    background.close()
+                raise
+            if new.mirror != old.mirror:
+                self._pipeline.reset()  # the masks so far are of the unmirrored picture
+            if new.max_fps != old.max_fps:
+                self._pipeline.set_rate(self.rate(new))
+        elif background is not None:
+            background.close()
 
     BACKOFF = (0.5, 1.0, 2.0, 4.0, 5.0)  # seconds between tries to reopen a lost source
 
@@ -345,12 +403,11 @@ class LiveLoop:
             with self._pending_lock:
                 pending, self._pending = self._pending, None
             if pending is not None:
-                self.settings = pending[0]  # the capture is reopened below with the new camera
-                if self._pipeline is not None:
-                    try:
-                        self._pipeline.update(*pending)
-                    except VbgError as exc:
-                        self._report(exc.line())
+                try:
+                    self._apply_model_settings(*pending)
+                except VbgError as exc:
+                    self._report(exc.line())
+                self.settings = pending[0]  # the capture is reopened below, with the new camera if it changed
             try:
                 self._capture = self._make_capture(self.settings)
                 self._capture.start()
@@ -361,13 +418,24 @@ class LiveLoop:
                 tries += 1
                 continue
             self.reconnects += 1
+            if self._pipeline is not None:
+                self._pipeline.set_rate(self.rate())
             self._report(f"{self._capture.source} is back: resuming")
             return True
         return False
 
     def _run(self) -> None:
         try:
+            self._process()
+        finally:
+            if self._stop.is_set():  # stop() may have given up waiting: release what is held
+                self._teardown()
+
+    def _process(self) -> None:
+        try:
             self.open()
+            if self._stop.is_set():
+                return
             assert self._capture is not None
             self._capture.start()
         except VbgError as exc:

@@ -67,6 +67,8 @@ class FramePipeline(Protocol):
 
     def reset(self) -> None: ...
 
+    def set_rate(self, fps: float) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -80,7 +82,7 @@ class Pipeline:
     """
 
     def __init__(self, settings: Settings | None = None, backend: Backend | None = None, *, composite: bool = True,
-                 background: Background | None = None, fps: float = 30.0) -> None:
+                 background: Background | None = None, fps: float = 30.0, own_background: bool = False) -> None:
         settings = settings or Settings()
         self._own_backend = backend is None
         if backend is None:
@@ -92,13 +94,19 @@ class Pipeline:
         self.segmenter = Segmenter(backend)
         self.smoother = TemporalSmoother(settings.smoothing)
         self.matte = Matte(settings.threshold, settings.slope, settings.feather)
-        with settings.blame("bg"):
-            bg = background if background is not None else open_background(settings.background)
-        self._own_bg = background is None
+        try:
+            with settings.blame("bg"):
+                bg = background if background is not None else open_background(settings.background)
+        except BaseException:
+            if self._own_backend:
+                backend.close()
+            raise
+        # a background passed in is borrowed (a batch shares one across files) unless handed over
+        self._own_bg = background is None or own_background
         self.compositor = Compositor(bg, settings.light_wrap)
         self.composite = composite
         self.settings = settings
-        self.gate = ChangeGate(self._model_every(settings))
+        self.gate = ChangeGate(self._model_every(settings), max_gap=self._max_gap(fps))
         self.model_runs = 0  # frames the model ran on (the rest reused its last mask)
         self._last_mask: np.ndarray | None = None  # the model's last raw mask
         self._last: tuple[np.ndarray, MatteResult] | None = None  # previous (smoothed mask, matte)
@@ -107,25 +115,40 @@ class Pipeline:
         # a recurrent model's state must see every frame
         return "1" if self.backend.spec.state else settings.model_every
 
+    @staticmethod
+    def _max_gap(fps: float) -> int:
+        return max(1, round(fps * ChangeGate.MAX_GAP_S))
+
+    def set_rate(self, fps: float) -> None:
+        """The frame rate the pipeline sees (the gate's longest gap and the framing's motion are in seconds)."""
+        self.fps = fps
+        self.gate.max_gap = self._max_gap(fps)
+        if self.framer is not None:
+            self.framer.dt = 1.0 / max(1.0, fps)
+
     # -- settings ------------------------------------------------------
     def update(self, settings: Settings, background: Background | None = None) -> None:
         """Apply new settings from the next frame on; call it on the processing thread.
 
         A changed background is opened here (VbgError if it cannot be, and
-        the old one stays), unless ``background`` brings it already open.
+        the old one stays), unless ``background`` brings it already open: the
+        pipeline then takes it over and closes it when done.
         """
         old = self.settings
         if settings.bg != old.bg:
             bg = background if background is not None else open_background(settings.background)
             if self._own_bg:
                 self.compositor.background.close()
-            self.compositor.background, self._own_bg = bg, background is None
+            self.compositor.background, self._own_bg = bg, True
         self.smoother.strength = settings.smoothing
         self.matte.threshold, self.matte.slope, self.matte.feather = (settings.threshold, settings.slope,
                                                                       settings.feather)
         self.compositor.light_wrap = settings.light_wrap
+        if (settings.threshold, settings.slope, settings.feather, settings.smoothing) != (
+                old.threshold, old.slope, old.feather, old.smoothing):
+            self._last = None  # a still frame must show the new edges at once, not when the model next runs
         if settings.model_every != old.model_every:
-            self.gate = ChangeGate(self._model_every(settings))
+            self.gate = ChangeGate(self._model_every(settings), max_gap=self._max_gap(self.fps))
         if settings.frame != old.frame:
             self.framer = AutoFramer(self.fps) if settings.frame == "auto" else None
         self.settings = settings
@@ -211,11 +234,14 @@ def check_size(width: int, height: int, what: str = "frame") -> None:
 
 
 def make_pipeline(settings: Settings, backend: Backend, *, composite: bool = True,
-                  background: Background | None = None, fps: float = 30.0) -> FramePipeline:
+                  background: Background | None = None, fps: float = 30.0,
+                  own_background: bool = False) -> FramePipeline:
     """The pipeline for this backend: on the GPU when the backend runs on a
     CUDA device and CuPy sees a GPU (frames then stay on the device), else on the CPU.
     ``fps``: the source's frame rate (auto-framing moves in seconds, not frames)."""
     if getattr(backend, "device", "cpu") == "cuda" and gpu_device.gpu_available():
         log.info("GPU pipeline on %s", gpu_device.probe_gpu().name)
-        return GpuPipeline(settings, backend, composite=composite, background=background, fps=fps)
-    return Pipeline(settings, backend, composite=composite, background=background, fps=fps)
+        return GpuPipeline(settings, backend, composite=composite, background=background, fps=fps,
+                           own_background=own_background)
+    return Pipeline(settings, backend, composite=composite, background=background, fps=fps,
+                    own_background=own_background)

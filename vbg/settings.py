@@ -150,10 +150,11 @@ class Settings:
                                f"remove it; known: {', '.join(sorted(known))}")
             default = known[k].default
             try:
-                v = type(default)(value) if not isinstance(default, bool) else _as_bool(value)
+                v = _typed(default, value)
             except (TypeError, ValueError):
+                kind = {bool: "true or false", int: "a whole number", float: "a number", str: "a quoted string"}
                 raise VbgError(f"setting {key!r} in {source} has a bad value {value!r}",
-                               f"use a {type(default).__name__}") from None
+                               f"use {kind[type(default)]}") from None
             if base is not None and k in PATH_KEYS and isinstance(v, str) and v.strip():
                 p = Path(v.strip()).expanduser()
                 if not p.is_absolute() and not (k == "camera" and v.strip().isdigit()) and (base / p).exists():
@@ -213,6 +214,27 @@ CHECKS: dict[str, Callable[[str, Any], None]] = {
 
 # settings that may hold a file path
 PATH_KEYS = ("camera", "bg", "model")
+
+
+def _typed(default: Any, value: Any) -> Any:
+    """``value`` as ``default``'s type, refusing what only looks convertible (true as 1.0, 20.7 as 20)."""
+    if isinstance(default, bool):
+        return _as_bool(value)
+    if isinstance(value, bool):
+        raise TypeError(value)
+    if isinstance(default, int):
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if not isinstance(value, int):
+            raise TypeError(value)
+        return value
+    if isinstance(default, float):
+        if not isinstance(value, (int, float)):
+            raise TypeError(value)
+        return float(value)
+    if not isinstance(value, (str, int, float)):  # a camera index may be written as a number
+        raise TypeError(value)
+    return str(value)
 
 
 def _as_bool(v: Any) -> bool:

@@ -18,6 +18,7 @@ from ..config import add_setting_arguments, settings_from_args
 from ..errors import VbgError
 from ..loop import LiveLoop
 from ..sinks.vcam import VirtualCamSink
+from .cli import Terminated
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     loop = LiveLoop(settings, loop_file=args.loop, max_frames=args.frames,
                     pause_unwatched=not window and not args.always_process)
     vcam = None
+    stopped_by: KeyboardInterrupt | None = None
     try:
         loop.open()
         if settings.virtual_cam:
@@ -87,14 +89,16 @@ def run(args: argparse.Namespace) -> int:
         else:
             while not loop.wait(0.2):  # short waits keep Ctrl-C responsive
                 pass
-    except KeyboardInterrupt:
-        pass  # Ctrl-C is how a live session normally ends
+    except KeyboardInterrupt as exc:  # Ctrl-C is how a live session normally ends
+        stopped_by = exc
     finally:
         loop.stop()
         if vcam is not None:
             vcam.close()
     stats = loop.stats()
     print(stats.summary_line(), flush=True)
+    if isinstance(stopped_by, Terminated):
+        raise stopped_by  # SIGTERM / SIGHUP: the command says so and exits 143 / 129
     log.info("%d frames, %d captured, %d dropped, %d paused; %s", stats.frames, stats.captured, stats.dropped,
              stats.paused, loop.end_reason)
     if loop.lost:

@@ -110,7 +110,7 @@ class GpuPipeline:
 
     def __init__(self, settings: Settings, backend: Any, *, composite: bool = True,
                  download_alpha: bool = True, device: int = 0, background: Background | None = None,
-                 fps: float = 30.0) -> None:
+                 fps: float = 30.0, own_background: bool = False) -> None:
         cp = require_cupy()
         self.gpu = probe_gpu(device)
         self.cp = cp
@@ -129,7 +129,7 @@ class GpuPipeline:
         with settings.blame("bg"):
             self.background: Background = (background if background is not None
                                             else open_background(settings.background))
-        self._own_bg = background is None  # close only what it opened
+        self._own_bg = background is None or own_background  # close only what it opened or was handed
         self.fps = fps
         self.framer = AutoFramer(fps) if settings.frame == "auto" else None  # on the host, after download
         self.model_runs = 0  # every frame: the GPU path does not skip the model
@@ -151,7 +151,7 @@ class GpuPipeline:
             bg = background if background is not None else open_background(settings.background)
             if self._own_bg:
                 self.background.close()
-            self.background, self._own_bg = bg, background is None
+            self.background, self._own_bg = bg, True
             self._bg_src = self._bg_dev = None
         self.smoother.strength = settings.smoothing
         self.matte = MatteParams.from_settings(settings)
@@ -160,6 +160,12 @@ class GpuPipeline:
         if settings.light_wrap != self.settings.light_wrap:
             self._warn_light_wrap(settings)
         self.settings = settings
+
+    def set_rate(self, fps: float) -> None:
+        """The frame rate (auto-framing moves in seconds); the GPU path runs the model on every frame."""
+        self.fps = fps
+        if self.framer is not None:
+            self.framer.dt = 1.0 / max(1.0, fps)
 
     def reset(self) -> None:
         """Forget temporal state (new clip or scene): the smoother's, the matte's guide channel, the model's."""

@@ -180,7 +180,8 @@ class VideoDecoder:
     even when the caller gives up half way (errors, Ctrl-C).
     """
 
-    def __init__(self, path: str | Path, *, queue_size: int = 8, audio: bool = True, nvdec: bool = False) -> None:
+    def __init__(self, path: str | Path, *, queue_size: int = 8, audio: bool = True, subtitles: bool = True,
+                 nvdec: bool = False) -> None:
         self.path = Path(path)
         self.bad_packets = 0
         self.hwaccel = ""  # "cuda" when NVDEC decodes
@@ -198,7 +199,7 @@ class VideoDecoder:
             self._video.thread_type = "AUTO"  # frame + slice threads: decode is rarely the bottleneck then
             c = self._container
             self.audio_streams = list(c.streams.audio) if audio else []
-            self.subtitle_streams = list(c.streams.subtitles) if audio else []
+            self.subtitle_streams = list(c.streams.subtitles) if subtitles else []
             self.audio_stream = self.audio_streams[0] if self.audio_streams else None
             # data streams (timecodes, GPS, chapters' tracks): nothing vbg can carry over
             self.dropped_streams = [f"{s.type} #{s.index} ({s.codec_context.name if s.codec_context else '?'})"

@@ -201,8 +201,10 @@ class VideoSink:
         elif self.codec == "h264_nvenc":
             cc.colorspace, cc.color_range = _SMPTE170M, _MPEG_RANGE
             cc.color_primaries, cc.color_trc = primaries, trc
-            # constant quality like x264's CRF; p4 is NVENC's balanced preset
-            opts = {"rc": "vbr", "cq": str(quality), "b": "0", "preset": "p4"}
+            # constant quality like x264's CRF (cq 0 would mean "automatic"); p4 is NVENC's balanced preset
+            opts = {"rc": "vbr", "cq": str(max(1, quality)), "b": "0", "preset": "p4"}
+            if preset != "superfast":
+                log.info("--preset %s is an x264 preset: NVENC encodes with its own p4", preset)
         elif self.codec == "libvpx-vp9":
             cc.colorspace, cc.color_range = _SMPTE170M, _MPEG_RANGE
             cc.bit_rate = 0  # constant quality

@@ -55,7 +55,8 @@ class ChangeGate:
 
     LEVEL = 10.0  # levels: under this a pixel is noise, not motion
     SHARE = 0.001  # of the thumbnail's pixels: a hand's edge moving a few pixels is more than this
-    MAX_GAP = 15
+    MAX_GAP_S = 0.5  # seconds
+    MAX_GAP = 15  # frames, at 30 fps
 
     def __init__(self, every: str | int = "auto", max_gap: int = MAX_GAP) -> None:
         self.every = 0 if str(every) == "auto" else max(1, int(every))
