@@ -292,27 +292,47 @@ def worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[int, str, str, float, float]:
+# A small launcher between us and the measured process: a child forked straight from this (large) process
+# starts with our memory high-water mark, so its own peak RSS would read as ours.
+_LAUNCHER = (
+    "import os, resource, subprocess, sys\n"
+    "rc = subprocess.call(sys.argv[2:])\n"
+    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
+    "sys.exit(rc)\n"
+)
+
+
+def _run_timed(cmd: list[str], env: dict[str, str] | None = None,
+               cwd: Path | None = None) -> tuple[int, str, str, float, float]:
     """Run a process to the end: (exit code, stdout, stderr, wall seconds, its own peak RSS in MB)."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, \
+            tempfile.TemporaryDirectory() as tmp:
+        rss_file = Path(tmp) / "rss"
         t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=ROOT, env=env, text=True)
-        _, status, usage = os.wait4(p.pid, 0)
+        p = subprocess.run([sys.executable, "-c", _LAUNCHER, str(rss_file), *cmd],
+                           stdout=out, stderr=err, cwd=cwd or ROOT, env=env, text=True)
         wall = time.perf_counter() - t0
-        p.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return p.returncode, out.read(), err.read(), wall, usage.ru_maxrss / 1024
+        rss_kb = int(rss_file.read_text()) if rss_file.exists() else 0
+        return p.returncode, out.read(), err.read(), wall, rss_kb / 1024
 
 
-def measure(impl: str, clip: Path, spec: Path, out_dir: Path, preset: str | None = None) -> dict[str, Any]:
-    """One whole-process conversion, timed from start to exit as ``time`` would."""
+def measure(impl: str, clip: Path, spec: Path, out_dir: Path, preset: str | None = None,
+            tree: Path | None = None, extra: list[str] | None = None) -> dict[str, Any]:
+    """One whole-process conversion, timed from start to exit as ``time`` would.
+
+    ``tree``: run vbg from that source tree instead (another commit, for a before/after comparison).
+    ``extra``: more vbg flags (e.g. ``--model-every 1``).
+    """
     out = out_dir / f"out_{impl}_{clip.stem}.mp4"
     if impl == "vbg":
         cmd = [sys.executable, "-m", "vbg", "--input", str(clip), "--bg", str(BACKGROUND), "--model", str(spec),
-               "-o", str(out), "-y", "--no-progress", "-v"] + (["--preset", preset] if preset else [])
+               "-o", str(out), "-y", "--no-progress", "-v"] + (["--preset", preset] if preset else []) + (extra or [])
         env = {**os.environ, "VBG_CONFIG_DIR": str(out_dir / "no-config")}  # the defaults, not a saved config
-        rc, stdout, stderr, wall, rss = _run_timed(cmd, env)
+        if tree is not None:
+            env["PYTHONPATH"] = str(tree)
+        rc, stdout, stderr, wall, rss = _run_timed(cmd, env, cwd=tree)
         if rc != 0:
             raise RuntimeError(f"vbg on {clip.name} failed (exit {rc}):\n{stderr[-3000:]}")
         frames = int(stdout.split(" frames in ")[0].split()[-1])
@@ -377,6 +397,8 @@ def models_to_run(which: str) -> list[tuple[str, Path]]:
     from vbg.models import resolve_model
 
     out: list[tuple[str, Path]] = []
+    if which.endswith(".json"):
+        return [(Path(which).stem, Path(which).resolve())]
     if which in ("all", "default"):
         try:
             spec = resolve_model(None)
@@ -412,6 +434,13 @@ def fmt_table(results: dict[str, Any]) -> str:
             lines.append(f"| {size} | {v['fps']:.1f} | {nv['fps']:.1f} | **{v['fps'] / nv['fps']:.2f}x** | "
                          + " | ".join(cells) + f" | {own:.1f} | "
                          f"{v['peak_rss_mb']:.0f} / {nv['peak_rss_mb']:.0f} MB |")
+            for k, t in r.items():
+                if k.startswith("tree:") and t is not None:
+                    lines.append(f"| {size}, vbg from {Path(k[5:]).name} | {t['fps']:.1f} | {nv['fps']:.1f} | "
+                                 f"{t['fps'] / nv['fps']:.2f}x | " + " | ".join(
+                                     f"{t['stages_ms'][x]:.1f}" if x in t["stages_ms"] else "–" for x in STAGES)
+                                 + f" | {sum(t['stages_ms'].get(x, 0.0) for x in OWN_STAGES):.1f} | "
+                                 f"{t['peak_rss_mb']:.0f} / {nv['peak_rss_mb']:.0f} MB |")
         lines.append("")
         lines.append("Naive baseline, mean ms per frame: " + "; ".join(
             f"{size}: " + ", ".join(f"{k} {ms:.1f}" for k, ms in r["naive"]["stages_ms"].items())
@@ -488,13 +517,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=300, help="frames per clip (default %(default)s)")
     ap.add_argument("--repeats", type=int, default=3, help="runs per configuration (default %(default)s)")
     ap.add_argument("--sizes", default=",".join(f"{w}x{h}" for w, h in SIZES), help="WxH,... to run")
-    ap.add_argument("--model", choices=("all", "default", "peer"), default="all",
-                    help="our bundled default model, the MediaPipe peer, or both (default)")
+    ap.add_argument("--model", default="all",
+                    help="default (our bundled default model), peer (MediaPipe), all (both; the default), "
+                         "or a spec .json")
     ap.add_argument("--no-memory", action="store_true", help="skip the RSS-vs-length check")
     ap.add_argument("--clips", type=Path, default=Path(tempfile.gettempdir()) / "vbg-bench-clips",
                     help="folder for the generated input clips (default %(default)s)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--preset", help="vbg's x264 preset (default: vbg's own default, superfast)")
+    ap.add_argument("--tree", type=Path, action="append", default=[],
+                    help="also run vbg from this source tree (another commit), side by side: before/after")
+    ap.add_argument("--model-every", help="vbg's --model-every (default: vbg's own default, auto)")
     ap.add_argument("--explain", action="store_true",
                     help="look into the model's time inside a conversion (thread counts, batch sizes) at 720p")
     # internal: one measurement in a subprocess
@@ -532,11 +565,15 @@ def main(argv: list[str] | None = None) -> int:
         out_dir = Path(tmp)
         for model, spec in models:
             results["models"][model] = {}
+            extra = ["--model-every", args.model_every] if args.model_every else []
             for w, h in sizes:
-                runs: dict[str, list[dict[str, Any]]] = {"vbg": [], "naive": []}
+                impls = (["vbg"] if vbg_ok else []) + [f"tree:{t}" for t in args.tree] + ["naive"]
+                runs: dict[str, list[dict[str, Any]]] = {k: [] for k in impls}
                 for rep in range(args.repeats):
-                    for impl in ("vbg", "naive") if vbg_ok else ("naive",):
-                        r = measure(impl, clips[(w, h)], spec, out_dir, args.preset)
+                    for impl in impls:
+                        tree = Path(impl[5:]) if impl.startswith("tree:") else None
+                        r = measure("vbg" if tree else impl, clips[(w, h)], spec, out_dir, args.preset, tree,
+                                    extra if impl == "vbg" else [])
                         runs[impl].append(r)
                         log(f"{model} {w}x{h} {impl} run {rep + 1}: {r['fps']:.1f} fps, "
                             f"{r['peak_rss_mb']:.0f} MB")

@@ -25,9 +25,23 @@ The Python API::
 
 __version__ = "0.1.0"
 
-from .apps.batch import convert  # noqa: E402 (after __version__, which the CLI reads)
-from .errors import VbgError  # noqa: E402
-from .pipeline import Pipeline  # noqa: E402
-from .settings import Settings  # noqa: E402
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# The API is imported on first use (PEP 562), so ``vbg --help`` and ``vbg models`` don't load ONNX Runtime.
+_API = {"convert": "vbg.apps.batch", "VbgError": "vbg.errors", "Pipeline": "vbg.pipeline", "Settings": "vbg.settings"}
+
+if TYPE_CHECKING:
+    from .apps.batch import convert
+    from .errors import VbgError
+    from .pipeline import Pipeline
+    from .settings import Settings
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'vbg' has no attribute {name!r}")
+
 
 __all__ = ["Pipeline", "Settings", "VbgError", "convert", "__version__"]

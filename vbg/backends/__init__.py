@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import onnxruntime as ort
-
 from ..errors import VbgError
 from ..settings import BACKENDS, canonical_backend
 from ..spec import ModelSpec
@@ -40,6 +38,12 @@ class Provider:
     ort_names: tuple[str, ...]  # ONNX Runtime provider names, preferred first
     package: str  # what brings it
     options: dict[str, Any] = field(default_factory=dict)
+
+
+def _ort_providers() -> list[str]:
+    import onnxruntime as ort  # here, not at the top: ``vbg --help`` needn't load it
+
+    return list(ort.get_available_providers())
 
 
 def _engines_dir() -> Path:
@@ -87,7 +91,7 @@ NOT_HARDWARE = {"AzureExecutionProvider"}
 def choose_backend(spec: ModelSpec, name: str = "auto", available: list[str] | None = None) -> Choice:
     """Which backend ``name`` means here; raises a one-line VbgError when the one asked for is missing."""
     name = canonical_backend(name)
-    avail = [p for p in (ort.get_available_providers() if available is None else available) if p not in NOT_HARDWARE]
+    avail = [p for p in (_ort_providers() if available is None else available) if p not in NOT_HARDWARE]
     if name == "tensorrt" or (name == "auto" and trt_backend.available()):
         engine = trt_backend.find_engine(spec) if trt_backend.available() else None
         if engine is not None:
@@ -118,7 +122,7 @@ def create_backend(spec: ModelSpec, name: str = "auto", *, threads: int | None =
         assert engine is not None
         return trt_backend.TensorRTBackend(spec, engine)
     provider = PROVIDERS[choice.backend]
-    ort_name = _provider_available(choice.backend, ort.get_available_providers()) or "CPUExecutionProvider"
+    ort_name = _provider_available(choice.backend, _ort_providers()) or "CPUExecutionProvider"
     options = dict(provider.options)
     if choice.backend == "ort-tensorrt":
         options["trt_engine_cache_path"] = str(_engines_dir() / "ort-trt-cache")

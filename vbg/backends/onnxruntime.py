@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
 from ..errors import VbgError
 from ..spec import ModelSpec
@@ -43,6 +42,8 @@ class OnnxRuntimeBackend:
         self.spec = spec
         if not spec.onnx.is_file():
             raise VbgError(f"model file {spec.onnx} not found", "check the spec's onnx path")
+        import onnxruntime as ort  # loaded with the first session, not with the CLI
+
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
