@@ -478,7 +478,8 @@ def explain(clip: Path, spec: Path, repeats: int) -> str:
             for name, ort_threads, x264_threads, batch in variants:
                 backend = create_backend(model, "cpu", threads=ort_threads)
                 t0 = time.perf_counter()
-                st = convert_video(clip, Path(tmp) / "out.mp4", Settings(model=str(spec), bg=str(BACKGROUND)),
+                st = convert_video(clip, Path(tmp) / "out.mp4",  # the model on every frame: its cost is the question
+                                   Settings(model=str(spec), bg=str(BACKGROUND), model_every="1"),
                                    backend=backend, overwrite=True, batch=batch,
                                    sink_options={"threads": x264_threads})
                 rows[name].append((st.frames / (time.perf_counter() - t0), st.stages))
