@@ -146,6 +146,10 @@ def test_doctor_on_this_machine(capsys: pytest.CaptureFixture[str]) -> None:
         assert section in out
     assert f"ONNX Runtime {ort.__version__}" in out and "--backend auto:" in out
     assert "h264_nvenc:" in out and "NVDEC:" in out
+    if not Path("/proc/driver/nvidia/version").exists() and sys.platform.startswith("linux"):
+        # no driver: say so, rather than a GPU-model hint and a raw exception from the probe
+        assert "h264_nvenc: no NVIDIA GPU here: libx264 encodes on the CPU" in out
+        assert "NVDEC: no NVIDIA GPU here: FFmpeg decodes on the CPU" in out and "Error" not in out
     if not Path("/sys/module/v4l2loopback").is_dir() and sys.platform.startswith("linux"):
         assert "sudo modprobe v4l2loopback" in out  # the fix for what is missing
     for name in PROVIDERS:

@@ -46,7 +46,7 @@ def test_photo_with_image_background(beach: Path, red_model: Path, tmp_path: Pat
     code, out, err = cli(capsys, "--input", photo, "--bg", beach, "--model", red_model)
     assert code == 0, err
     dst = tmp_path / "photo.vbg.png"
-    assert out.strip() == f"vbg: 1 frames in {out.split(' in ')[1].split(' s ')[0]} s " \
+    assert out.strip() == f"vbg: 1 frame in {out.split(' in ')[1].split(' s ')[0]} s " \
                           f"({out.split('(')[1].split(' fps')[0]} fps) -> {dst}"
     res = cv2.imread(str(dst))
     assert res.shape == img.shape
@@ -83,10 +83,14 @@ def test_folder_to_masks_one_png_per_image(red_model: Path, tmp_path: Path,
         write(photos / name, img)
         truths[Path(name).stem] = gt
     (photos / "notes.txt").write_text("not an image")
+    (photos / "older").mkdir()
+    write(photos / "older" / "d.jpg", img)
     masks = tmp_path / "masks"
     code, out, err = cli(capsys, "--input", photos, "--output", masks, "--output-mode", "mask",
                          "--model", red_model)
     assert code == 0, err
+    assert err.strip() == ("vbg: warning: photos: skipped 1 subfolder and 1 other file (vbg converts the videos "
+                           "and images in the folder itself, not below it)")
     assert out.startswith("vbg: 3 frames in ")
     assert sorted(p.name for p in masks.iterdir()) == ["a.png", "b.png", "c.png"]
     for stem, gt in truths.items():

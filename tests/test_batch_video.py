@@ -213,7 +213,7 @@ def test_alpha_prores_4444_mov(clip: Path, red_model: Path, tmp_path: Path,
 def test_alpha_png_sequence_into_a_folder(clip: Path, red_model: Path, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     out_dir = tmp_path / "frames"
-    code, out, _ = cli(capsys, "-i", clip, "-o", f"{out_dir}/", "--output-mode", "alpha", "--model", red_model)
+    code, out, _ = cli(capsys, "-i", clip, "-o", f"{out_dir}/%06d.png", "--output-mode", "alpha", "--model", red_model)
     assert code == 0 and str(out_dir) in out
     names = sorted(p.name for p in out_dir.iterdir())
     assert names == [f"{i:06d}.png" for i in range(1, N + 1)]
@@ -225,6 +225,20 @@ def test_alpha_png_sequence_into_a_folder(clip: Path, red_model: Path, tmp_path:
     code, _, _ = cli(capsys, "-i", clip, "-o", tmp_path / "seq" / "f_%03d.png", "--output-mode", "mask",
                      "--model", red_model)
     assert code == 0 and len(list((tmp_path / "seq").glob("f_0[0-9][0-9].png"))) == N
+
+
+def test_a_folder_as_output_of_one_video_gets_the_video_with_its_audio(
+        clip: Path, red_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``-o results/`` writes results/<name>.vbg.mp4, as an image or a folder input would: not PNG frames
+    that silently lose the sound."""
+    code, _, err = cli(capsys, "-i", clip, "-o", f"{tmp_path / 'results'}/", "--model", red_model)
+    dst = tmp_path / "results" / f"{clip.stem}.vbg.mp4"
+    assert code == 0 and "warning" not in err and [p.name for p in (tmp_path / "results").iterdir()] == [dst.name]
+    res, src = probe(dst), probe(clip, keep_frames=False)
+    assert len(res.frames) == N and len(src.audio_packets) > 0 and res.audio_packets == src.audio_packets
+    # a PNG sequence asked for by name says that the sound is not in it
+    code, _, err = cli(capsys, "-i", clip, "-o", tmp_path / "seq" / "%06d.png", "--model", red_model)
+    assert code == 0 and "the audio is not kept" in err and len(list((tmp_path / "seq").iterdir())) == N
 
 
 def test_mask_video_is_grey_matte(clip: Path, red_model: Path, tmp_path: Path,

@@ -279,3 +279,13 @@ def test_ctrl_c_in_a_real_process_leaves_nothing(work: Path, red_model: Path, tm
         pytest.skip("the conversion finished before the signal arrived")
     assert p.returncode == 130 and err.strip() == "vbg: interrupted; unfinished outputs were removed", err
     assert list(out_dir.iterdir()) == []
+
+
+def test_mistyped_arguments_are_one_line_with_a_suggestion(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """argparse's own errors (a usage block, then the message) become vbg's one line, with the likely fix."""
+    (tmp_path / "talk.mp4").write_bytes(b"")
+    fails(capsys, tmp_path, tmp_path / "talk.mp4", expect="give the input as --input")
+    fails(capsys, tmp_path, "--imput", tmp_path / "talk.mp4", expect="did you mean --input?")
+    fails(capsys, tmp_path, "modles", expect="did you mean 'vbg models'?")
+    fails(capsys, tmp_path, "-i", tmp_path / "talk.mp4", "--bg", expect="see 'vbg --help'")
+    fails(capsys, tmp_path, "models", "--bogus", expect="see 'vbg models --help'")

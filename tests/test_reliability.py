@@ -51,7 +51,7 @@ def leftovers(d: Path) -> list[str]:
 
 # --- 1. SIGTERM and SIGHUP --------------------------------------------------------------------
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
-@pytest.mark.parametrize("target", ["out/t.mp4", "out/frames/"])
+@pytest.mark.parametrize("target", ["out/t.mp4", "out/frames/%06d.png"])
 def test_termination_signals_clean_up_like_ctrl_c(tmp_path: Path, red_model: Path, sig: int, code: int,
                                                   target: str) -> None:
     long = make_clip(tmp_path / "long.mp4", width=640, height=480, frames=400, audio="aac")

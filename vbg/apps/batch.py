@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import av
 from tqdm import tqdm
 
 from ..assets import bundled_samples
@@ -38,7 +39,7 @@ from ..models import resolve_model
 from ..pipeline import FramePipeline, check_size, make_pipeline
 from ..settings import Settings
 from ..sinks import AudioSink, Sink, SinkContext, SinkKind, SinkThread, render, sink_kind
-from ..sinks.images import check_image_output, is_sequence_target, sequence_pattern, write_image
+from ..sinks.images import check_image_output, sequence_pattern, write_image
 from ..sinks.video import X264_PRESETS, check_video_output
 from ..stages.backgrounds import Background, open_background
 
@@ -57,8 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-i", "--input", metavar="IN",
                         help="video, image, or folder of videos and images")
     parser.add_argument("-o", "--output", metavar="OUT",
-                        help="output file; a folder (or frame_%%05d.png) for a PNG sequence. "
-                             "Default: IN.vbg.mp4 beside the input (IN.mask.mp4 for masks)")
+                        help="output file, or a folder to write into; frames/%%06d.png for a PNG sequence. "
+                             "Default: IN.vbg.mp4 beside the input (IN.mask.mp4 for masks; for --input sample, "
+                             "sample.vbg.mp4 in the current folder)")
     add_setting_arguments(parser, "convert")
     e = parser.add_argument_group("encoding")
     e.add_argument("--batch", metavar="N", help=f"frames per model call, 1..64 ({DEFAULT_BATCH})")
@@ -115,7 +117,8 @@ class ConvertStats:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> str:
-        return f"vbg: {self.frames} frames in {self.seconds:.1f} s ({self.fps:.1f} fps) -> {self.output}"
+        what = "1 frame" if self.frames == 1 else f"{self.frames} frames"
+        return f"vbg: {what} in {self.seconds:.1f} s ({self.fps:.1f} fps) -> {self.output}"
 
 
 class _Timings:
@@ -138,9 +141,7 @@ class _Timings:
 def open_backend(settings: Settings) -> Backend:
     with settings.blame("model"):
         spec = resolve_model(settings.model)
-    backend = create_backend(spec, settings.backend)
-    log.info("backend %s", getattr(getattr(backend, "choice", None), "backend", backend.name))
-    return backend
+    return create_backend(spec, settings.backend)  # which one, and why, is logged there
 
 
 @contextlib.contextmanager
@@ -227,11 +228,22 @@ def convert_video(src: Path, dst: Path, settings: Settings, *, backend: Backend 
                                     check=lambda n: _check_complete(src, dec, n, strict))
         finally:
             pipeline.close()
+        if kind.output == "folder" and audio and _has_audio(src):
+            log.warning("%s: a PNG sequence has no sound: the audio is not kept (write a video file to keep it)",
+                        src.name)
         for what in dec.dropped_streams:
             log.warning("%s: %s is not carried over (vbg writes video, audio and subtitles)", src.name, what)
     out_path = sequence_pattern(dst)[0] if kind.output == "folder" else dst
     return ConvertStats(frames, time.perf_counter() - t_start, out_path, timings.medians(),
                         getattr(sink, "audio_note", ""))
+
+
+def _has_audio(src: Path) -> bool:
+    try:
+        with av.open(str(src)) as c:
+            return bool(c.streams.audio)
+    except (av.FFmpegError, OSError):
+        return False
 
 
 def _rotated_sar(info: Any) -> Any:
@@ -377,8 +389,10 @@ def plan_video_output(src: Path, output: str | None, mode: str) -> Path:
         return src.with_name(f"{src.stem}.{_tag(mode)}{_video_ext(mode)}")
     p = Path(output).expanduser()
     check_name(p)  # before any file-system query: a name too long fails those with a traceback
-    if is_sequence_target(p, output):
-        return p if p.suffix.lower() == ".png" else p / "%06d.png"
+    if p.suffix.lower() == ".png":  # frames/%06d.png or frames.png: a PNG sequence
+        return p
+    if _dir_like(output, p):  # a folder: the video goes in it, as an image or a folder input's would
+        p = p / f"{src.stem}.{_tag(mode)}{_video_ext(mode)}"
     if sink_kind(p) is None:
         check_video_output(p, mode)  # names the types vbg writes
     return p
@@ -412,6 +426,13 @@ def plan_folder(src: Path, output: str | None, mode: str, overwrite: bool) -> Fo
         raise VbgError(f"cannot read folder {src}: permission denied", "check its permissions") from None
     images = [p for p in files if is_image(p)]
     videos = [p for p in files if is_video(p)]
+    subfolders = [p for p in src.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    others = len(files) - len(images) - len(videos)
+    if subfolders or others:
+        parts = [f"{n} {w}{'s' if n != 1 else ''}" for n, w in ((len(subfolders), "subfolder"),
+                                                               (others, "other file")) if n]
+        log.warning("%s: skipped %s (vbg converts the videos and images in the folder itself, not below it)",
+                    src.name, " and ".join(parts))
     if not images and not videos:
         raise VbgError(f"no images or videos in {src}",
                        f"put {', '.join(sorted(IMAGE_EXTS))} or video files there, or give a file")
@@ -522,7 +543,7 @@ def _convert(input: str | Path, output: str | Path | None, settings: Settings, j
         if out_text is None:
             out_text = f"{src.stem}.{_tag(mode)}{_video_ext(mode)}"
     if not src.exists():
-        hint = ", or --input sample for the bundled clip" if bundled_samples() else ""
+        hint = ", or 'sample' for the bundled clip" if bundled_samples() else ""
         raise VbgError(f"input {src} not found", f"check the path{hint}")
     # Opened before any work, and once for the whole run: a bad background fails at once.
     with settings.blame("bg"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import errno
 import importlib
 import logging
@@ -22,6 +23,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
+from typing import NoReturn
 
 import cv2
 
@@ -86,6 +88,29 @@ def _prog_help() -> str:
     return "\n".join(lines)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are vbg's: one line naming the problem and the fix, exit 2 (not a usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise VbgError(message, self._hint(message))
+
+    def _hint(self, message: str) -> str:
+        prefix = "unrecognized arguments: "
+        if message.startswith(prefix):
+            first = message[len(prefix):].split()[0]
+            if first.startswith("-"):
+                options = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+                near = difflib.get_close_matches(first.split("=")[0], options, n=1, cutoff=0.75)
+                if near:
+                    return f"did you mean {near[0]}?"
+            elif self.prog == "vbg":
+                near = difflib.get_close_matches(first, list(COMMANDS), n=1)
+                if near:
+                    return f"did you mean 'vbg {near[0]}'?"
+                return f"give the input as --input {first}, or a command: {', '.join(COMMANDS)}"
+        return f"see '{self.prog} --help'"
+
+
 def build_parser(command: str) -> tuple[argparse.ArgumentParser, object]:
     module_name, help_text = COMMANDS[command]
     try:
@@ -96,7 +121,7 @@ def build_parser(command: str) -> tuple[argparse.ArgumentParser, object]:
             raise VbgError(f"'vbg {command}' needs {exc.name}", f'pip install "vbg[{extra}]"') from None
         raise
     prog = "vbg" if command == "convert" else f"vbg {command}"
-    parser = argparse.ArgumentParser(prog=prog, description=help_text,
+    parser = _Parser(prog=prog, description=help_text,
                                      epilog=_prog_help() if command == "convert" else None,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import io
 import platform
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -131,10 +132,21 @@ def _nvdec() -> tuple[bool, str]:
             next(c.decode(video=0))
         return True, "decodes H.264 on the GPU"
     except Exception as exc:  # no device, no driver, no NVDEC engine
-        return False, f"does not open here ({type(exc).__name__}: {str(exc)[:80]})"
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:80]
+        return False, f"does not open here, so FFmpeg decodes on the CPU ({first})"
+
+
+def _nvidia_present() -> bool:
+    """Is an NVIDIA driver with a device here at all (before probing codecs that need one)?"""
+    if sys.platform.startswith("linux"):
+        return Path("/proc/driver/nvidia/version").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
+    return shutil.which("nvidia-smi") is not None
 
 
 def _codecs() -> list[Check]:
+    if not _nvidia_present():
+        return [Check("codecs", "h264_nvenc", INFO, "no NVIDIA GPU here: libx264 encodes on the CPU"),
+                Check("codecs", "NVDEC", INFO, "no NVIDIA GPU here: FFmpeg decodes on the CPU")]
     enc = pick_h264_encoder(1280, 720)
     out = [Check("codecs", "h264_nvenc", OK if enc == "h264_nvenc" else INFO,
                  "opens: the GPU path encodes with it" if enc == "h264_nvenc" else

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             loop.add_sink(vcam)
             log.warning("sending to virtual camera %s (%dx%d); select it in your video app", vcam.device, w, h)
         if not args.no_window and not has_display():
-            log.info("no display: running without a preview window")
+            log.warning("no display: running without a preview window (--no-window: no such note)")
         log.info("backend: %s", loop.backend_name)
         loop.start()
         if window:

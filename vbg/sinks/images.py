@@ -12,7 +12,6 @@ for non-ASCII paths on Windows, where ``cv2.imwrite`` does not.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from pathlib import Path
 
@@ -30,7 +29,7 @@ log = logging.getLogger(__name__)
 _PATTERN = re.compile(r"%0?\d*d")
 
 __all__ = ["IMAGE_EXTS", "is_image", "check_image_output", "encode_image", "write_image", "sequence_pattern",
-           "is_sequence_target", "PngSequenceSink"]
+           "PngSequenceSink"]
 
 
 def check_image_output(path: Path, mode: str, pixels_have_alpha: bool) -> None:
@@ -77,12 +76,6 @@ def sequence_pattern(path: Path) -> tuple[Path, str]:
             name = f"{path.stem}_%06d.png"
         return path.parent, name
     return path, "%06d.png"
-
-
-def is_sequence_target(path: Path, text: str) -> bool:
-    """Does an --output value name a PNG sequence (a folder or a .png pattern)?"""
-    return (text.endswith(("/", os.sep)) or path.is_dir() or not path.suffix
-            or path.suffix.lower() == ".png")
 
 
 class PngSequenceSink:

@@ -42,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--coco-json", help="COCO instances JSON (with --format coco)")
     p.add_argument("--out", required=True, help="run folder: checkpoints, log.csv, curves.png")
     p.add_argument("--arch", default="unet-lite",
-                   help="unet-lite, unet, unet-small, deeplabv3, deeplabv3-os8, fcdensenet56/67/103, fcn8s")
+                   help="unet-lite, unet-lite-m, unet, unet-small, deeplabv3, deeplabv3-os8, fcdensenet56/67/103, fcn8s")
     p.add_argument("--up", choices=("transpose", "bilinear", "nearest", "unpool"),
                    help="U-Net up-sampling (default bilinear)")
     p.add_argument("--arch-options", default="{}", help="JSON of extra model arguments")
