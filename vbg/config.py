@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import VbgError
+from .io.files import check_file
 from .paths import config_path
 from .settings import BACKENDS, OUTPUT_MODES, VIEWS, Settings
 
@@ -110,9 +111,7 @@ def load_config(path: str | Path | None) -> Settings:
     """Settings from ``path``, or from the user's config when ``path`` is None and it exists; else defaults."""
     if path is not None:
         p = Path(path).expanduser()
-        if not p.is_file():
-            raise VbgError(f"config {p} not found", "check the --config path")
-        return Settings.load(p)
+        return Settings.load(check_file(p, "config", "check the --config path"))
     user = config_path()
     return Settings.load(user) if user.is_file() else Settings()
 

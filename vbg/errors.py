@@ -18,4 +18,6 @@ class VbgError(Exception):
         super().__init__(self.line())
 
     def line(self) -> str:
-        return f"{self.what} ({self.fix})" if self.fix else self.what
+        text = f"{self.what} ({self.fix})" if self.fix else self.what
+        # one line, whatever a file name holds: control characters (a newline in a name) are escaped
+        return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)

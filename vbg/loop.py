@@ -34,7 +34,7 @@ from .errors import VbgError
 from .io.capture import CapturedFrame, CaptureThread, Source
 from .models import resolve_model
 from .outputs import Output
-from .pipeline import FramePipeline, make_pipeline
+from .pipeline import FramePipeline, check_size, make_pipeline
 from .settings import Settings
 from .sinks.base import Sink
 from .spec import ModelSpec
@@ -163,6 +163,11 @@ class LiveLoop:
         """Open the source and load the model (raises VbgError)."""
         if self._capture is None:
             self._capture = self._make_capture(self.settings)
+            try:  # a source too small for the model is an error at once, not a warning per frame
+                check_size(*self._capture.size, f"camera {self._capture.source}")
+            except VbgError:
+                self._drop_capture()
+                raise
         if self._pipeline is None:
             self._backend, self._pipeline = self._make_pipeline(self.settings)
         return self

@@ -31,10 +31,10 @@ class ModelEntry:
     default: bool = False
 
 
-def list_models() -> list[ModelEntry]:
+def list_models(origins: tuple[str, ...] = ("bundled", "user")) -> list[ModelEntry]:
     entries: list[ModelEntry] = []
     for origin, d in (("bundled", bundled_models_dir()), ("user", user_dir())):
-        if not d.is_dir():
+        if origin not in origins or not d.is_dir():
             continue
         for js in sorted(d.glob("*.json")):
             try:
@@ -47,15 +47,21 @@ def list_models() -> list[ModelEntry]:
 
 
 def resolve_model(name: str | None) -> ModelSpec:
-    """Name or path -> ModelSpec; raises VbgError naming the choices."""
-    entries = list_models()
+    """Name or path -> ModelSpec; raises VbgError naming the choices.
+
+    The user's models folder is read only when the bundled models don't answer, so a broken spec
+    there is reported where it matters, not on every run."""
     if not name or name == "default":
-        for e in entries:
-            if e.default:
-                return e.spec
-        if entries:
-            return entries[0].spec
+        for origins in (("bundled",), ("bundled", "user")):
+            entries = list_models(origins)
+            for e in entries:
+                if e.default:
+                    return e.spec
+            if entries:
+                return entries[0].spec
         raise VbgError("no bundled model found", "reinstall vbg or pass --model SPEC.json")
+    if not name.strip():
+        raise VbgError("--model is empty", "give a model name (see vbg models) or a spec .json")
     p = Path(name).expanduser()
     if p.suffix.lower() == ".json" and p.is_file():
         return ModelSpec.load(p)
@@ -66,6 +72,10 @@ def resolve_model(name: str | None) -> ModelSpec:
         if p.is_file():
             raise VbgError(f"model {p} has no spec {js.name} beside it",
                            "write a JSON spec (see 'vbg models --help')")
+    for e in list_models(("bundled",)):
+        if e.spec.name == name:
+            return e.spec
+    entries = list_models()
     for e in entries:
         if e.spec.name == name:
             return e.spec

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -83,7 +83,11 @@ class Pipeline:
 
     def __init__(self, settings: Settings | None = None, backend: Backend | None = None, *, composite: bool = True,
                  background: Background | None = None, fps: float = 30.0, own_background: bool = False) -> None:
-        settings = settings or Settings()
+        settings = Settings() if settings is None else settings
+        if not isinstance(settings, Settings):
+            raise VbgError(f"settings must be vbg.Settings, got {type(settings).__name__}",
+                           "pass vbg.Settings(...) (e.g. vbg.Settings(bg='blur:30'))")
+        self._closed = False
         self._own_backend = backend is None
         if backend is None:
             with settings.blame("model"):
@@ -169,8 +173,9 @@ class Pipeline:
 
     def process_batch(self, frames: Sequence[np.ndarray]) -> list[Output]:
         """Run the frames that need the model through it in one batch, then the per-frame stages in order."""
-        for f in frames:
-            check_size(f.shape[1], f.shape[0])
+        if self._closed:
+            raise VbgError("this pipeline is closed", "make a new vbg.Pipeline")
+        frames = [check_frame(f) for f in frames]
         t0 = time.perf_counter()
         pyramids = [FramePyramid(f) for f in frames]
         run, still = [], []
@@ -215,6 +220,9 @@ class Pipeline:
 
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         if self._own_bg:
             self.compositor.background.close()
         if self._own_backend:
@@ -225,6 +233,21 @@ class Pipeline:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def check_frame(frame: Any) -> np.ndarray:
+    """A frame as the pipeline takes it (uint8 BGR ``(H, W, 3)``, C-contiguous), or a one-line VbgError."""
+    if not isinstance(frame, np.ndarray):
+        raise VbgError(f"a frame must be a numpy array, got {type(frame).__name__}",
+                       "pass a uint8 BGR array of shape (H, W, 3)")
+    if frame.dtype != np.uint8:
+        raise VbgError(f"a frame must be uint8, got {frame.dtype}",
+                       "scale it to 0..255 and convert, e.g. np.clip(f * 255, 0, 255).astype(np.uint8)")
+    if frame.ndim != 3 or frame.shape[2] != 3:
+        raise VbgError(f"a frame must be BGR of shape (H, W, 3), got {frame.shape}",
+                       "convert it with cv2.cvtColor (e.g. COLOR_GRAY2BGR or COLOR_BGRA2BGR); one frame at a time")
+    check_size(frame.shape[1], frame.shape[0])
+    return np.ascontiguousarray(frame)
 
 
 def check_size(width: int, height: int, what: str = "frame") -> None:

@@ -97,6 +97,15 @@ class Settings:
     view: str = "result"
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # types first: the Python API can pass anything
+            value = getattr(self, f.name)
+            try:
+                typed = _typed(f.default, os.fspath(value) if isinstance(value, os.PathLike) else value)
+            except (TypeError, ValueError):
+                raise VbgError(f"setting {f.name} has a bad value {value!r}",
+                               f"use {_KIND[type(f.default)]}") from None
+            if typed is not value:
+                object.__setattr__(self, f.name, typed)
         for name, check in CHECKS.items():
             check(name, getattr(self, name))
         object.__setattr__(self, "backend", canonical_backend(self.backend))
@@ -152,9 +161,8 @@ class Settings:
             try:
                 v = _typed(default, value)
             except (TypeError, ValueError):
-                kind = {bool: "true or false", int: "a whole number", float: "a number", str: "a quoted string"}
                 raise VbgError(f"setting {key!r} in {source} has a bad value {value!r}",
-                               f"use {kind[type(default)]}") from None
+                               f"use {_KIND[type(default)]}") from None
             if base is not None and k in PATH_KEYS and isinstance(v, str) and v.strip():
                 p = Path(v.strip()).expanduser()
                 if not p.is_absolute() and not (k == "camera" and v.strip().isdigit()) and (base / p).exists():
@@ -211,6 +219,8 @@ CHECKS: dict[str, Callable[[str, Any], None]] = {
     "frame": _one_of(FRAMING),
     "model_every": _model_every,
 }
+
+_KIND = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
 
 # settings that may hold a file path
 PATH_KEYS = ("camera", "bg", "model")

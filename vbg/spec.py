@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import VbgError
+from .io.files import check_file
 
 LAYOUTS = ("NCHW", "NHWC")
 COLORS = ("RGB", "BGR")
@@ -178,12 +179,16 @@ class ModelSpec:
 
     @classmethod
     def load(cls, path: str | Path) -> ModelSpec:
-        path = Path(path)
+        path = check_file(Path(path), "model spec")
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
         except OSError as exc:
             raise VbgError(f"cannot read model spec {path}: {exc.strerror}",
                            "check the path") from None
+        except UnicodeDecodeError:
+            raise VbgError(f"model spec {path} is not UTF-8 text", "save it as UTF-8 JSON") from None
+        except RecursionError:
+            raise VbgError(f"model spec {path} is nested too deeply to be a spec", "fix the JSON") from None
         except json.JSONDecodeError as exc:
             raise VbgError(f"model spec {path} is not valid JSON: {exc.msg} at line {exc.lineno}",
                            "fix the JSON") from None

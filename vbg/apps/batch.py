@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
+import os
 import statistics
 import sys
 import time
@@ -34,14 +36,15 @@ from ..config import add_setting_arguments, settings_from_args
 from ..errors import VbgError
 from ..io.atomic import atomic_folder, atomic_output, check_name, check_target, same_file
 from ..io.decode import DecodedFrame, VideoDecoder
-from ..io.files import IMAGE_EXTS, is_image, is_video, read_image
+from ..io.files import IMAGE_EXTS, check_file, is_image, is_video, read_image
 from ..models import resolve_model
 from ..pipeline import FramePipeline, check_size, make_pipeline
 from ..settings import Settings
 from ..sinks import AudioSink, Sink, SinkContext, SinkKind, SinkThread, render, sink_kind
-from ..sinks.images import check_image_output, sequence_pattern, write_image
+from ..sinks.images import check_image_output, sequence_pattern, sequence_regex, write_image
 from ..sinks.video import X264_PRESETS, check_video_output
 from ..stages.backgrounds import Background, open_background
+from .cli import say
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +181,8 @@ def convert_video(src: Path, dst: Path, settings: Settings, *, backend: Backend 
                   background: Background | None = None, overwrite: bool = False, preset: str = DEFAULT_PRESET,
                   batch: int = DEFAULT_BATCH, audio: bool = True, on_progress: ProgressFn | None = None,
                   on_start: Callable[[Any], None] | None = None, queue_size: int = 8,
-                  sink_options: dict[str, Any] | None = None, strict: bool = False) -> ConvertStats:
+                  sink_options: dict[str, Any] | None = None, strict: bool = False,
+                  inputs: Sequence[Path] = ()) -> ConvertStats:
     """Convert one video file to ``dst``: any registered sink (a video file; a PNG-sequence folder or pattern).
 
     ``backend``: an open inference backend (made from ``settings`` when
@@ -187,7 +191,8 @@ def convert_video(src: Path, dst: Path, settings: Settings, *, backend: Backend 
     ``on_progress(n)`` is called after each batch of ``n`` frames.
     ``sink_options``: extra options for the sink (e.g. ``{"threads": 2}``: x264's thread count).
     Fewer frames than the container lists (a damaged or truncated input) is a
-    warning, or with ``strict`` a ``VbgError`` (and no output).
+    warning, or with ``strict`` a ``VbgError`` (and no output). ``inputs``: other files the run reads
+    (background, model, config), never written over.
     """
     settings = effective_settings(settings)
     src, dst = Path(src), Path(dst)
@@ -200,6 +205,7 @@ def convert_video(src: Path, dst: Path, settings: Settings, *, backend: Backend 
         raise VbgError(f"no output writes {dst.name}", "use .mp4, .mov, .mkv or .webm, or a folder for PNG frames")
     if same_file(src, dst) or (kind.output == "folder" and same_file(src, sequence_pattern(dst)[0])):
         raise VbgError(f"output {dst} is the input file", "choose another --output; inputs are never overwritten")
+    refuse_inputs(dst, kind.output, inputs)
     if kind.check is not None:
         kind.check(dst, mode)
     if kind.output == "file":
@@ -238,6 +244,35 @@ def convert_video(src: Path, dst: Path, settings: Settings, *, backend: Backend 
                         getattr(sink, "audio_note", ""))
 
 
+def run_inputs(settings: Settings, backend: Backend | None = None) -> tuple[Path, ...]:
+    """The files a run reads besides its input: the background, the model (spec and ONNX) and the
+    config files its settings came from. Outputs never replace them, even with -y."""
+    out: list[Path] = []
+    bg = settings.background.path
+    if bg is not None:
+        out.append(Path(bg))
+    spec = getattr(backend, "spec", None)
+    for p in (getattr(spec, "path", None), getattr(spec, "onnx", None)):
+        if p is not None:
+            out.append(Path(p))
+    out += [Path(src) for src in set(getattr(settings, "_origins", {}).values())]
+    return tuple(out)
+
+
+def refuse_inputs(dst: Path, output: str, inputs: Sequence[Path]) -> None:
+    """A one-line error when ``dst`` (a file, or for ``output == "folder"`` a PNG-sequence pattern)
+    would write over one of ``inputs``."""
+    if output == "folder":
+        folder, pattern = sequence_pattern(dst)
+        names = sequence_regex(pattern)
+        hits = [p for p in inputs if names.fullmatch(p.name) and same_file(p.parent, folder)]
+    else:
+        hits = [p for p in inputs if same_file(dst, p)]
+    if hits:
+        raise VbgError(f"output {dst} would write over {hits[0]}, which this run reads",
+                       "choose another --output; inputs are never overwritten")
+
+
 def _has_audio(src: Path) -> bool:
     try:
         with av.open(str(src)) as c:
@@ -256,12 +291,21 @@ def _rotated_sar(info: Any) -> Any:
 def _check_complete(src: Path, dec: VideoDecoder, frames: int, strict: bool) -> None:
     """Compare the frames decoded with what the container lists: damage that frame-threaded decoding
     swallows silently shows up here."""
-    expected = dec.info.frames
-    missing = expected - frames if expected else 0
-    slack = max(2, expected // 50)  # an edit list may hide a frame or two that the header counts
-    if missing <= slack and not dec.bad_packets:
+    info = dec.info
+    expected = info.frames
+    if info.frames_listed:
+        missing = expected - frames if expected else 0
+        short = missing > max(2, expected // 50)  # an edit list may hide a frame or two that the header counts
+    else:
+        # no count in the file, only duration x average rate, which a variable frame rate makes a guess:
+        # compare how far the frames reach in time with the duration instead
+        span = (dec.last_pts or 0) - (dec.first_pts or 0)
+        reach = span * float(info.time_base) + (1 / float(info.rate) if info.rate else 0)
+        short = bool(info.duration) and info.duration - reach > max(0.5, 0.05 * info.duration)
+    if not short and not dec.bad_packets:
         return
-    what = (f"{src.name}: decoded {frames} of the {expected} frames the file lists" if missing > slack
+    what = (f"{src.name}: decoded {frames} of the {expected} frames the file lists" if short and info.frames_listed
+            else f"{src.name}: the frames end at {reach:.1f} s of the file's {info.duration:.1f} s" if short
             else f"{src.name}: {dec.bad_packets} damaged packets were skipped")
     if strict:
         raise VbgError(f"{what}: the input is damaged or cut short; no output was written",
@@ -386,7 +430,9 @@ def _dir_like(text: str, p: Path) -> bool:
 
 def plan_video_output(src: Path, output: str | None, mode: str) -> Path:
     if output is None:
-        return src.with_name(f"{src.stem}.{_tag(mode)}{_video_ext(mode)}")
+        dst = src.with_name(f"{src.stem}.{_tag(mode)}{_video_ext(mode)}")
+        check_name(dst)  # the input's name fits, NAME.vbg.mp4 may not
+        return dst
     p = Path(output).expanduser()
     check_name(p)  # before any file-system query: a name too long fails those with a traceback
     if p.suffix.lower() == ".png":  # frames/%06d.png or frames.png: a PNG sequence
@@ -404,6 +450,9 @@ def plan_image_output(src: Path, output: str | None, mode: str) -> Path:
         return src.with_name(f"{src.stem}.{_tag(mode)}{ext}")
     p = Path(output).expanduser()
     check_name(p)
+    if "%" in p.name:
+        raise VbgError(f"{p.name} is a frame-number pattern, and {src.name} is one image",
+                       "give the image's output a plain name, e.g. out.png")
     if _dir_like(output, p):
         p = p / f"{src.stem}{ext}"
     check_image_output(p, mode, mode == "alpha")
@@ -438,6 +487,7 @@ def plan_folder(src: Path, output: str | None, mode: str, overwrite: bool) -> Fo
                        f"put {', '.join(sorted(IMAGE_EXTS))} or video files there, or give a file")
     if output is None:
         out_dir = src.parent / f"{src.name}.{'masks' if mode == 'mask' else 'vbg'}"
+        check_name(out_dir)
     else:
         out_dir = Path(output).expanduser()
         if out_dir.exists() and not out_dir.is_dir():
@@ -510,6 +560,7 @@ class Job:
     overwrite: bool = False
     progress: bool = True
     strict: bool = False  # a damaged or truncated input is an error, not a warning
+    inputs: tuple[Path, ...] = ()  # files the run reads (background, model, config): never written over
 
 
 def convert(input: str | Path, output: str | Path | None = None, settings: Settings | None = None, *,
@@ -522,7 +573,22 @@ def convert(input: str | Path, output: str | Path | None = None, settings: Setti
     the defaults, not the user's config file). Returns what was done;
     raises ``VbgError`` for bad input.
     """
-    return _convert(input, output, settings or Settings(),
+    settings = Settings() if settings is None else settings
+    if not isinstance(settings, Settings):
+        raise VbgError(f"settings must be vbg.Settings, got {type(settings).__name__}",
+                       "pass vbg.Settings(...), or the settings as keywords")
+    known = {f.name for f in dataclasses.fields(Settings)}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise VbgError(f"vbg.convert has no setting {unknown[0]!r}", f"use some of: {', '.join(sorted(known))}")
+    for name, value, kind in (("batch", batch, int), ("preset", preset, str)):
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise VbgError(f"{name} must be {'a whole number' if kind is int else 'a string'}, got {value!r}",
+                           f"e.g. {name}={DEFAULT_BATCH if kind is int else repr(DEFAULT_PRESET)}")
+    for name, value in (("input", input), ("output", output)):
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise VbgError(f"{name} must be a path, got {type(value).__name__}", "pass a str or pathlib.Path")
+    return _convert(input, output, settings,
                     Job(preset=preset, batch=batch, audio=audio, overwrite=overwrite, progress=progress, strict=strict),
                     **changes)
 
@@ -545,16 +611,20 @@ def _convert(input: str | Path, output: str | Path | None, settings: Settings, j
     if not src.exists():
         hint = ", or 'sample' for the bundled clip" if bundled_samples() else ""
         raise VbgError(f"input {src} not found", f"check the path{hint}")
+    if not src.is_dir():
+        check_file(src, "input")  # a pipe or a device would block forever
     # Opened before any work, and once for the whole run: a bad background fails at once.
     with settings.blame("bg"):
         background = open_background(settings.background)
     try:
         with _owned(None, settings) as backend:
+            job = dataclasses.replace(job, inputs=run_inputs(settings, backend))
             if src.is_dir():
                 return _convert_folder(src, out_text, settings, backend, background, job)
             if is_image(src):
                 dst = plan_image_output(src, out_text, mode)
                 check_target(dst, overwrite=job.overwrite, inputs=(src,))
+                refuse_inputs(dst, "file", job.inputs)
                 return convert_images([(src, dst)], settings, backend=backend, background=background,
                                       overwrite=job.overwrite)
             dst = plan_video_output(src, out_text, mode)
@@ -573,7 +643,8 @@ def _convert_one_video(src: Path, dst: Path, settings: Settings, backend: Backen
     try:
         return convert_video(src, dst, settings, backend=backend, background=background, overwrite=job.overwrite,
                              preset=job.preset, batch=job.batch, audio=job.audio, on_start=start,
-                             on_progress=lambda n: holder["bar"].update(n), strict=job.strict)
+                             on_progress=lambda n: holder["bar"].update(n), strict=job.strict,
+                             inputs=job.inputs)
     finally:
         if "bar" in holder:
             holder["bar"].close()
@@ -582,6 +653,8 @@ def _convert_one_video(src: Path, dst: Path, settings: Settings, backend: Backen
 def _convert_folder(src: Path, output: str | None, settings: Settings, backend: Backend, background: Background,
                     job: Job) -> ConvertStats:
     plan = plan_folder(src, output, settings.output_mode, job.overwrite)
+    for _, dst in plan.images + plan.videos:
+        refuse_inputs(dst, "file", job.inputs)
     t0 = time.perf_counter()
     frames, stages = 0, {}
     unread: VbgError | None = None
@@ -595,12 +668,24 @@ def _convert_folder(src: Path, output: str | None, settings: Settings, backend: 
             unread = exc
         finally:
             bar.close()
+    failed: list[str] = []
     for i, (video, dst) in enumerate(plan.videos, 1):
-        st = _convert_one_video(video, dst, settings, backend, background, job,
-                                f"[{i}/{len(plan.videos)}] {video.name}")
+        try:
+            st = _convert_one_video(video, dst, settings, backend, background, job,
+                                    f"[{i}/{len(plan.videos)}] {video.name}")
+        except VbgError as exc:  # one bad video: the others still get converted, and the end says so
+            failed.append(video.name)
+            log.warning("%s", exc.line() if video.name in exc.what else f"{video.name}: {exc.line()}")
+            continue
         frames += st.frames
         stages = stages or st.stages
         log.info("%s -> %s: %d frames", video.name, dst.name, st.frames)
+    if failed:
+        names = ", ".join(failed[:3]) + (", ..." if len(failed) > 3 else "")
+        others = [f"{len(plan.videos) - len(failed)} other videos"] + (["the images"] if plan.images else [])
+        raise VbgError(f"{len(failed)} of {len(plan.videos)} videos could not be converted ({names}); "
+                       f"{' and '.join(others)} were converted" + ("" if unread is None else f"; {unread.what}"),
+                       "see the warnings above")
     if unread is not None:
         raise VbgError(unread.what + (f"; the {len(plan.videos)} videos were converted" if plan.videos else ""),
                        unread.fix)
@@ -612,10 +697,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.input:
         raise VbgError("no input given", "use vbg --input VIDEO|IMAGE|FOLDER --bg BG; see vbg --help")
     batch = _number(args, "batch", int)
-    job = Job(preset=args.preset or DEFAULT_PRESET, batch=DEFAULT_BATCH if batch is None else batch,
+    job = Job(preset=DEFAULT_PRESET if args.preset is None else args.preset, batch=DEFAULT_BATCH if batch is None else batch,
               audio=not args.no_audio, overwrite=args.overwrite, progress=not args.no_progress, strict=args.strict)
     stats = _convert(args.input, args.output, settings, job)
-    print(stats.summary())
+    say(stats.summary())
     if stats.stages:
         log.info("median ms per frame: %s", ", ".join(f"{k} {v:.2f}" for k, v in stats.stages.items()))
     if stats.audio:

@@ -142,6 +142,54 @@ class _Formatter(logging.Formatter):
         return f"vbg: {record.levelname.lower()}{where}: {record.getMessage()}"
 
 
+def say(line: str) -> None:
+    """Print a command's summary line. The work is done by then: a closed pipe or a full stdout
+    (``vbg ... | head -0``, ``> /dev/full``) must not turn it into an error or a traceback."""
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError as exc:
+        logging.getLogger("vbg").warning("could not print the summary: %s", exc.strerror)
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _interrupt_in(exc: BaseException) -> KeyboardInterrupt | None:
+    """A Ctrl-C or SIGTERM that another exception wraps (one that lands inside an import shows up
+    as the ImportError it caused)."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _stopped(exc: KeyboardInterrupt) -> int:
+    if isinstance(exc, Terminated):
+        print(f"vbg: stopped by {signal.Signals(exc.signum).name}; unfinished outputs were removed", file=sys.stderr)
+        return 128 + exc.signum
+    print("vbg: interrupted; unfinished outputs were removed", file=sys.stderr)
+    return 130
+
+
+def _os_error(exc: OSError) -> VbgError | None:
+    """A file-system error that names a file is the user's to fix: one line, not a traceback."""
+    full = _disk_full(exc)
+    if full is not None or not exc.filename:
+        return full
+    name = os.fsdecode(exc.filename)
+    if exc.errno == errno.ENAMETOOLONG:
+        return VbgError(f"the name {name[:60]}... is too long for the file system", "choose a shorter name")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return VbgError(f"permission denied: {name}", "check its permissions, or choose another path")
+    return VbgError(f"{name}: {exc.strerror or exc}", "check the path")
+
+
 def guarded(run: Callable[[], int]) -> int:
     """Run a command the way every vbg command runs: one line and exit 2 for errors the user can fix,
     SIGTERM/SIGHUP/Ctrl-C unwinding (outputs in progress removed) with one line, a full disk in one line."""
@@ -153,15 +201,19 @@ def guarded(run: Callable[[], int]) -> int:
     except VbgError as exc:
         print(f"vbg: error: {exc.line()}", file=sys.stderr)
         return exc.exit_code
-    except Terminated as exc:
-        name = signal.Signals(exc.signum).name
-        print(f"vbg: stopped by {name}; unfinished outputs were removed", file=sys.stderr)
-        return 128 + exc.signum
-    except KeyboardInterrupt:
-        print("vbg: interrupted; unfinished outputs were removed", file=sys.stderr)
-        return 130
-    except OSError as exc:
-        err = _disk_full(exc)
+    except KeyboardInterrupt as exc:  # Terminated too
+        return _stopped(exc)
+    except BrokenPipeError:  # the reader of our stdout went away (vbg models | head -1)
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13
+    except Exception as exc:
+        stop = _interrupt_in(exc)
+        if stop is not None:
+            return _stopped(stop)
+        err = _os_error(exc) if isinstance(exc, OSError) else None
+        if err is None and isinstance(exc, RuntimeError) and "home directory" in str(exc):
+            err = VbgError("a path starts with ~user for a user that does not exist", "check the path")
         if err is None:
             raise
         print(f"vbg: error: {err.line()}", file=sys.stderr)

@@ -18,7 +18,7 @@ from ..config import add_setting_arguments, settings_from_args
 from ..errors import VbgError
 from ..loop import LiveLoop
 from ..sinks.vcam import VirtualCamSink
-from .cli import Terminated
+from .cli import Terminated, say
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         if vcam is not None:
             vcam.close()
     stats = loop.stats()
-    print(stats.summary_line(), flush=True)
+    say(stats.summary_line())
     if isinstance(stopped_by, Terminated):
         raise stopped_by  # SIGTERM / SIGHUP: the command says so and exits 143 / 129
     log.info("%d frames, %d captured, %d dropped, %d paused; %s", stats.frames, stats.captured, stats.dropped,

@@ -90,6 +90,8 @@ def name_max(d: Path) -> int:
 def check_name(path: Path) -> None:
     """A name the file system cannot hold is one line, before any work (and before any query of it,
     which would fail with a traceback)."""
+    if "\0" in str(path):
+        raise VbgError(f"the name {str(path)!r} holds a NUL character", "choose another name")
     for part in path.parts:
         n = len(os.fsencode(part))
         if n > 255 or (part == path.name and n > name_max(path.parent)):
@@ -166,37 +168,36 @@ def atomic_output(final: Path, *, overwrite: bool = False) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_folder(final: Path, *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder beside ``final``; move its files into ``final`` on success.
+    """Yield a temporary folder inside ``final``; move its files up into ``final`` on success.
 
     ``final`` may already exist (files in it are kept); a file of the same
     name as a new one is replaced only with ``overwrite``. Used for PNG
-    sequences, so an interrupted run leaves no half sequence.
+    sequences, so an interrupted run leaves no half sequence. The temporary
+    folder is inside ``final``, not beside it: the moves stay on one file
+    system even when ``final`` is a mount point, and only ``final`` itself
+    needs to be writable.
     """
     final = Path(final)
-    parent = final.parent
     if final.exists() and not final.is_dir():
         raise VbgError(f"output {final} is a file, not a folder", "choose a folder for --output")
-    created = ensure_dir(parent)
+    created = ensure_dir(final)
     made: list[Path] = []
     try:
         try:
-            tmp = _make_temp(parent, f".{final.name}{PARTIAL_TAG}", "", folder=True, made=made)
+            tmp = _make_temp(final, PARTIAL_TAG, "", folder=True, made=made)
         except OSError as exc:
-            raise _dir_error(parent, exc) from None
+            raise _dir_error(final, exc) from None
         yield tmp
         names = sorted(os.listdir(tmp))
-        if final.is_dir():
-            clash = [n for n in names if (final / n).exists()]
-            if clash and not overwrite:
-                raise VbgError(f"{final / clash[0]} already exists ({len(clash)} files would be replaced)",
-                               "use -y to overwrite, or choose another --output")
-            for n in names:
-                os.replace(tmp / n, final / n)
-            os.rmdir(tmp)
-        else:
-            os.rename(tmp, final)
+        clash = [n for n in names if (final / n).exists()]
+        if clash and not overwrite:
+            raise VbgError(f"{final / clash[0]} already exists ({len(clash)} files would be replaced)",
+                           "use -y to overwrite, or choose another --output")
+        for n in names:
+            os.replace(tmp / n, final / n)
+        os.rmdir(tmp)
     except BaseException as exc:
-        _undo(exc, made, created, parent)
+        _undo(exc, made, created, final)
         raise
 
 

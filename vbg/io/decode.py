@@ -64,6 +64,7 @@ class VideoInfo:
     color_primaries: int
     color_trc: int
     audio_codec: str | None
+    frames_listed: bool = True  # ``frames`` is the container's count, not duration x rate (VFR: a guess)
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,8 @@ class VideoDecoder:
                  nvdec: bool = False) -> None:
         self.path = Path(path)
         self.bad_packets = 0
+        self.first_pts: int | None = None  # of the first and the newest frame decoded (VideoInfo.time_base)
+        self.last_pts: int | None = None
         self.hwaccel = ""  # "cuda" when NVDEC decodes
         self._q: queue.Queue[Any] = queue.Queue(maxsize=max(1, queue_size))
         self._stop = threading.Event()
@@ -248,6 +251,7 @@ class VideoDecoder:
         elif self._container.duration:
             duration = self._container.duration / 1_000_000
         frames = int(v.frames or 0)
+        listed = frames > 0
         if not frames and duration and rate:
             frames = int(round(duration * rate))
         h, w = first.image.shape[:2]
@@ -259,6 +263,7 @@ class VideoDecoder:
             color_primaries=int(getattr(cc, "color_primaries", 2) or 2),
             color_trc=int(getattr(cc, "color_trc", 2) or 2),
             audio_codec=self.audio_stream.codec_context.name if self.audio_stream is not None else None,
+            frames_listed=listed,
         )
 
     # -- the decoding generator (runs in the thread after the first frame) --
@@ -284,7 +289,9 @@ class VideoDecoder:
                     frames = packet.decode()
                 except av.FFmpegError as exc:  # damaged packet: skip it, like players do
                     self.bad_packets += 1
-                    log.warning("%s: skipping a damaged video packet (%s)", self.path.name, exc)
+                    # the first one says so; the count comes at the end (one line, not one per packet)
+                    (log.warning if self.bad_packets == 1 else log.debug)(
+                        "%s: skipping a damaged video packet (%s)", self.path.name, exc)
                     continue
                 for f in frames:
                     if index == 0:
@@ -295,7 +302,9 @@ class VideoDecoder:
                         pts = index * step if last_pts is None else last_pts + step
                     if last_pts is not None and pts <= last_pts:  # broken timestamps: keep order
                         pts = last_pts + 1
-                    last_pts = pts
+                    last_pts = self.last_pts = pts
+                    if self.first_pts is None:
+                        self.first_pts = pts
                     item = DecodedFrame(img, int(pts), index, (time.perf_counter() - t0) * 1e3)
                     index += 1
                     yield item

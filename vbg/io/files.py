@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +32,24 @@ def is_image(path: Path) -> bool:
 
 def is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTS
+
+
+def check_file(path: Path, what: str, fix: str = "check the path") -> Path:
+    """``path`` is an existing regular file, or a one-line VbgError saying what it is instead.
+
+    A pipe or a device would block a reader forever (or stream without end), so only plain files pass.
+    """
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise VbgError(f"{what} {path} not found", fix) from None
+    except OSError as exc:
+        raise VbgError(f"cannot read {what} {path}: {exc.strerror}", fix) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise VbgError(f"{what} {path} is a folder", f"give a file; {fix}")
+    if not stat.S_ISREG(st.st_mode):
+        raise VbgError(f"{what} {path} is not a regular file (a pipe, socket or device)", "give a file")
+    return path
 
 
 def read_bytes(path: Path, what: str = "input") -> np.ndarray:

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from ..errors import VbgError
-from ..io.atomic import atomic_output
+from ..io.atomic import atomic_output, check_name
 from ..io.files import ALPHA_EXTS, IMAGE_EXTS, is_image
 from ..outputs import Output
 from .base import SinkContext, SinkKind, register_sink, render
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 _PATTERN = re.compile(r"%0?\d*d")
 
 __all__ = ["IMAGE_EXTS", "is_image", "check_image_output", "encode_image", "write_image", "sequence_pattern",
-           "PngSequenceSink"]
+           "sequence_regex", "PngSequenceSink"]
 
 
 def check_image_output(path: Path, mode: str, pixels_have_alpha: bool) -> None:
@@ -72,10 +72,21 @@ def sequence_pattern(path: Path) -> tuple[Path, str]:
     """
     if path.suffix.lower() == ".png":
         name = path.name
-        if not _PATTERN.search(name):
-            name = f"{path.stem}_%06d.png"
+        bare = name.replace("%%", "")
+        if "%" not in bare:
+            name = f"{path.stem}_%06d.png"  # a literal %% in the stem stays one
+        elif bare.count("%") != 1 or not _PATTERN.search(bare):
+            raise VbgError(f"bad frame-number pattern in {name}",
+                           "use one printf-style number such as %06d, e.g. frames/frame_%06d.png")
+        check_name(path.parent / (name % 1))
         return path.parent, name
     return path, "%06d.png"
+
+
+def sequence_regex(pattern: str) -> re.Pattern[str]:
+    """The file names a ``sequence_pattern`` pattern produces, as a regular expression."""
+    head, tail = _PATTERN.split(pattern, maxsplit=1)
+    return re.compile(re.escape(head.replace("%%", "%")) + r"\d+" + re.escape(tail.replace("%%", "%")))
 
 
 class PngSequenceSink:

@@ -29,7 +29,7 @@ import numpy as np
 from ..assets import bundled_backgrounds
 from ..errors import VbgError
 from ..io.decode import VideoFrames
-from ..io.files import IMAGE_EXTS, VIDEO_EXTS, decode_image, read_bytes
+from ..io.files import IMAGE_EXTS, VIDEO_EXTS, check_file, decode_image, read_bytes
 from .preprocess import FramePyramid, shrink
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,8 @@ class BackgroundSpec:
     def parse(cls, text: str) -> BackgroundSpec:
         t = text.strip()
         low = t.lower()
+        if not t:
+            raise VbgError("the background is empty", "give an image or video, beach, blur:N or color:#RRGGBB")
         if low in ("none", "transparent", "alpha"):
             return cls("none")
         if low == "blur" or low.startswith("blur:"):
@@ -352,10 +354,8 @@ def _existing_file(path: Path) -> Path:
         raise VbgError(f"background {path} is a folder",
                        "give an image or video file, a bundled name (" + ", ".join(bundled_backgrounds())
                        + "), blur:N or color:#RRGGBB")
-    if not path.is_file():
-        names = ", ".join(bundled_backgrounds()) or "blur:N"
-        raise VbgError(f"background {path} not found", f"check the path, or use {names}, blur:N or color:#RRGGBB")
-    return path
+    names = ", ".join(bundled_backgrounds()) or "blur:N"
+    return check_file(path, "background", f"check the path, or use {names}, blur:N or color:#RRGGBB")
 
 
 # kind -> class: the registry BackgroundSpec.kind is looked up in

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..errors import VbgError
 from ..spec import oriented_size
 from .augment import AugmentConfig, make_example, photometric
 from .data import Sample
@@ -388,7 +389,7 @@ def train(cfg: TrainConfig, train_samples: list[Sample], val_samples: list[Sampl
     rows: list[dict[str, Any]] = []
     start_epoch, step, elapsed0, best = 0, 0, 0.0, -math.inf
     if resume and last.is_file():
-        ck = torch.load(last, map_location="cpu", weights_only=False)
+        ck = torch.load(last, map_location="cpu", weights_only=True)
         model.load_state_dict(ck["model"])
         if ema is not None:
             if isinstance(ck.get("ema"), dict) and "module" in ck["ema"]:
@@ -494,9 +495,28 @@ def network_of(conf: dict[str, Any]) -> tuple[Any, int, str]:
             json.dumps(conf.get("arch_options", {}), sort_keys=True))
 
 
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A vbg checkpoint's dict, or a one-line VbgError. ``weights_only``: a checkpoint is tensors and
+    plain values, so unpickling never runs code from the file."""
+    path = Path(path)
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise VbgError(f"checkpoint {path} not found", "check the path (runs/NAME/best.pt)") from None
+    except IsADirectoryError:
+        raise VbgError(f"checkpoint {path} is a folder", "give its best.pt, final.pt or last.pt") from None
+    except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for a bad file
+        raise VbgError(f"{path} is not a vbg checkpoint ({type(exc).__name__})",
+                       "give a best.pt, final.pt or last.pt that vbg train wrote") from None
+    if not isinstance(ck, dict) or "config" not in ck:
+        raise VbgError(f"{path} is not a vbg checkpoint (no config in it)",
+                       "give a best.pt, final.pt or last.pt that vbg train wrote")
+    return ck
+
+
 def load_trained(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """A checkpoint (best.pt / final.pt / last.pt) -> (model in eval mode, config dict)."""
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+    ck = read_checkpoint(path)
     cfg = ck["config"]
     model = build_model(cfg["arch"], cfg["num_classes"], **cfg.get("arch_options", {}))
     model.load_state_dict(checkpoint_weights(ck))
