@@ -549,6 +549,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     before = background_load()
     log(before)
+    args.clips = args.clips.resolve()  # --tree runs vbg from another folder
     clips = make_clips(args.clips, sizes, args.frames)
     if args.explain:
         size = (1280, 720) if (1280, 720) in clips else sizes[0]

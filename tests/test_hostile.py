@@ -80,18 +80,28 @@ def test_y_never_writes_over_the_background_config_or_model(capsys: pytest.Captu
     fails(capsys, work, "-y", "--input", "fold", "-o", ".", "--bg", "bg.png", *m, expect="which this run reads")
 
 
-def test_png_sequence_is_staged_inside_its_folder(work: Path, red_model: Path) -> None:
-    """The temporary folder sits inside the target, so the moves never cross a file system (a mount
-    point as the target) and only the target needs to be writable."""
+def test_png_sequence_staging(work: Path, red_model: Path) -> None:
+    """A new folder is built beside its name and appears whole; an existing one (a mount point, say)
+    gets the temporary folder inside it, so the moves never cross a file system and only it needs to
+    be writable."""
     from vbg.apps.batch import convert_video
 
-    seen: list[list[str]] = []
-    out = work / "frames"
-    convert_video(work / "v.mp4", out / "%06d.png", vbg.Settings(model=str(red_model)), batch=4,
-                  on_progress=lambda n: seen.append(sorted(os.listdir(out))))
-    assert any(len(s) == 1 and s[0].startswith(".vbg-partial-") for s in seen)
-    assert sorted(os.listdir(out)) == [f"{i:06d}.png" for i in range(1, 13)]
-    assert sorted(os.listdir(work)) == ["bg.png", "frames", "i.jpg", "v.mp4"]
+    def run(out: Path) -> list[list[str]]:
+        seen: list[list[str]] = []
+        convert_video(work / "v.mp4", out / "%06d.png", vbg.Settings(model=str(red_model)), batch=4,
+                      on_progress=lambda n: seen.append(sorted(os.listdir(work)) + sorted(
+                          f"{out.name}/{x}" for x in (os.listdir(out) if out.is_dir() else []))))
+        return seen
+
+    seen = run(work / "new")
+    assert all("new" not in s and any(x.startswith(".new.vbg-partial-") for x in s) for s in seen)
+    assert sorted(os.listdir(work / "new")) == [f"{i:06d}.png" for i in range(1, 13)]
+    (work / "old").mkdir()
+    (work / "old" / "keep.txt").write_text("mine")
+    seen = run(work / "old")
+    assert all(any(x.startswith("old/.vbg-partial-") for x in s) for s in seen)
+    assert sorted(os.listdir(work / "old")) == [f"{i:06d}.png" for i in range(1, 13)] + ["keep.txt"]
+    assert sorted(os.listdir(work)) == ["bg.png", "i.jpg", "new", "old", "v.mp4"]
 
 
 def test_a_signal_inside_an_import_ends_like_any_other(capsys: pytest.CaptureFixture[str]) -> None:
@@ -149,6 +159,10 @@ def test_a_pattern_for_one_image_an_empty_background_and_preset(capsys: pytest.C
     fails(capsys, work, "--input", "i.jpg", "-o", "x/%06d.png", *m, expect="is a frame-number pattern")
     fails(capsys, work, "--input", "i.jpg", "--bg", "", "-o", "o.jpg", *m, expect="the background is empty")
     fails(capsys, work, "--input", "v.mp4", "--preset", "", *m, expect="unknown --preset ''")
+    fails(capsys, work, "--input", "v.mp4", "", *m, expect="remove the empty argument")  # "$EXTRA" unset
+    # a literal % in one image's name is just a name
+    assert main(["--input", str(work / "i.jpg"), "-o", str(work / "100%.png"), "--model", str(red_model)]) == 0
+    assert (work / "100%.png").is_file()
 
 
 def test_broken_user_specs_are_skipped_quietly_unless_asked_for(capsys: pytest.CaptureFixture[str], work: Path,
@@ -281,6 +295,10 @@ def test_the_python_api_checks_what_it_is_given(work: Path, red_model: Path) -> 
         with pytest.raises(vbg.VbgError, match=msg):
             vbg.Settings(**kw)  # type: ignore[arg-type]
     assert vbg.Settings(bg=Path("x.png")).bg == "x.png" and vbg.Settings(mirror="no").mirror is False  # type: ignore
+    s = vbg.Settings(threshold=np.float32(0.25), width=np.int64(640), mirror=np.bool_(True))  # type: ignore
+    assert (s.threshold, s.width, s.mirror) == (0.25, 640, True) and type(s.width) is int
+    with pytest.raises(vbg.VbgError, match="no input given"):
+        vbg.convert(None)  # type: ignore[arg-type]
     for kw, msg in ((dict(bogus=1), "no setting 'bogus'"), (dict(batch="4"), "batch must be a whole number"),
                     (dict(settings={}), "must be vbg.Settings")):
         with pytest.raises(vbg.VbgError, match=msg):

@@ -132,7 +132,13 @@ class LiveLoop:
         cap = CaptureThread(source, width=s.width, height=s.height, fps=s.fps, mirror=s.mirror,
                             loop=self.loop_file)
         with s.blame("camera"):
-            return cap.open()
+            cap.open()
+        try:  # a source too small for the model is an error at once, not a warning per frame
+            check_size(*cap.size, f"camera {cap.source}")
+        except VbgError:
+            cap.stop()
+            raise
+        return cap
 
     def _make_pipeline(self, s: Settings, background: Background | None = None) -> tuple[Backend, FramePipeline]:
         """A backend and pipeline for ``s``; the pipeline takes ``background`` over (it closes it)."""
@@ -163,11 +169,6 @@ class LiveLoop:
         """Open the source and load the model (raises VbgError)."""
         if self._capture is None:
             self._capture = self._make_capture(self.settings)
-            try:  # a source too small for the model is an error at once, not a warning per frame
-                check_size(*self._capture.size, f"camera {self._capture.source}")
-            except VbgError:
-                self._drop_capture()
-                raise
         if self._pipeline is None:
             self._backend, self._pipeline = self._make_pipeline(self.settings)
         return self

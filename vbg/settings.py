@@ -9,6 +9,7 @@ and config files into ``Settings``; nothing else does.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import tomli_w
 
 from .errors import VbgError
@@ -230,16 +232,17 @@ def _typed(default: Any, value: Any) -> Any:
     """``value`` as ``default``'s type, refusing what only looks convertible (true as 1.0, 20.7 as 20)."""
     if isinstance(default, bool):
         return _as_bool(value)
-    if isinstance(value, bool):
+    if isinstance(value, (bool, np.bool_)):  # numpy's bool too
         raise TypeError(value)
     if isinstance(default, int):
-        if isinstance(value, float) and value.is_integer():
+        if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral) \
+                and float(value).is_integer():
             return int(value)
-        if not isinstance(value, int):
+        if not isinstance(value, numbers.Integral):
             raise TypeError(value)
-        return value
+        return int(value)  # numpy integers too
     if isinstance(default, float):
-        if not isinstance(value, (int, float)):
+        if not isinstance(value, numbers.Real):
             raise TypeError(value)
         return float(value)
     if not isinstance(value, (str, int, float)):  # a camera index may be written as a number
@@ -248,8 +251,8 @@ def _typed(default: Any, value: Any) -> Any:
 
 
 def _as_bool(v: Any) -> bool:
-    if isinstance(v, bool):
-        return v
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
     if isinstance(v, str) and v.lower() in ("1", "true", "yes", "on"):
         return True
     if isinstance(v, str) and v.lower() in ("0", "false", "no", "off"):

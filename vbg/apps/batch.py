@@ -41,7 +41,7 @@ from ..models import resolve_model
 from ..pipeline import FramePipeline, check_size, make_pipeline
 from ..settings import Settings
 from ..sinks import AudioSink, Sink, SinkContext, SinkKind, SinkThread, render, sink_kind
-from ..sinks.images import check_image_output, sequence_pattern, sequence_regex, write_image
+from ..sinks.images import check_image_output, is_frame_pattern, sequence_pattern, sequence_regex, write_image
 from ..sinks.video import X264_PRESETS, check_video_output
 from ..stages.backgrounds import Background, open_background
 from .cli import say
@@ -162,8 +162,8 @@ def _owned(backend: Backend | None, settings: Settings) -> Iterator[Backend]:
 
 @contextlib.contextmanager
 def _safe_target(kind: SinkKind, dst: Path, overwrite: bool) -> Iterator[Path]:
-    """Where the sink writes: a temporary name beside ``dst`` (renamed when complete) for files
-    and folders, ``dst`` itself for streams."""
+    """Where the sink writes: a temporary name (moved into place when complete) for files and
+    folders (see ``atomic_output``, ``atomic_folder``), ``dst`` itself for streams."""
     if kind.output == "file":
         with atomic_output(dst, overwrite=overwrite) as tmp:
             yield tmp
@@ -301,7 +301,8 @@ def _check_complete(src: Path, dec: VideoDecoder, frames: int, strict: bool) -> 
         # compare how far the frames reach in time with the duration instead
         span = (dec.last_pts or 0) - (dec.first_pts or 0)
         reach = span * float(info.time_base) + (1 / float(info.rate) if info.rate else 0)
-        short = bool(info.duration) and info.duration - reach > max(0.5, 0.05 * info.duration)
+        # (generous: the last frame of a variable-rate recording may stay on screen for a while)
+        short = bool(info.duration) and info.duration - reach > max(2.0, 0.1 * info.duration)
     if not short and not dec.bad_packets:
         return
     what = (f"{src.name}: decoded {frames} of the {expected} frames the file lists" if short and info.frames_listed
@@ -450,7 +451,7 @@ def plan_image_output(src: Path, output: str | None, mode: str) -> Path:
         return src.with_name(f"{src.stem}.{_tag(mode)}{ext}")
     p = Path(output).expanduser()
     check_name(p)
-    if "%" in p.name:
+    if is_frame_pattern(p.name):
         raise VbgError(f"{p.name} is a frame-number pattern, and {src.name} is one image",
                        "give the image's output a plain name, e.g. out.png")
     if _dir_like(output, p):
@@ -585,6 +586,8 @@ def convert(input: str | Path, output: str | Path | None = None, settings: Setti
         if not isinstance(value, kind) or isinstance(value, bool):
             raise VbgError(f"{name} must be {'a whole number' if kind is int else 'a string'}, got {value!r}",
                            f"e.g. {name}={DEFAULT_BATCH if kind is int else repr(DEFAULT_PRESET)}")
+    if input is None:
+        raise VbgError("no input given", "pass a video, image or folder path as the first argument")
     for name, value in (("input", input), ("output", output)):
         if value is not None and not isinstance(value, (str, os.PathLike)):
             raise VbgError(f"{name} must be a path, got {type(value).__name__}", "pass a str or pathlib.Path")
@@ -682,10 +685,11 @@ def _convert_folder(src: Path, output: str | None, settings: Settings, backend: 
         log.info("%s -> %s: %d frames", video.name, dst.name, st.frames)
     if failed:
         names = ", ".join(failed[:3]) + (", ..." if len(failed) > 3 else "")
-        others = [f"{len(plan.videos) - len(failed)} other videos"] + (["the images"] if plan.images else [])
-        raise VbgError(f"{len(failed)} of {len(plan.videos)} videos could not be converted ({names}); "
-                       f"{' and '.join(others)} were converted" + ("" if unread is None else f"; {unread.what}"),
-                       "see the warnings above")
+        done = len(plan.videos) - len(failed)
+        others = ([f"{done} other videos"] if done else []) + (["the images"] if plan.images and unread is None else [])
+        raise VbgError(f"{len(failed)} of {len(plan.videos)} videos could not be converted ({names})"
+                       + (f"; {' and '.join(others)} were converted" if others else "")
+                       + ("" if unread is None else f"; {unread.what}"), "see the warnings above")
     if unread is not None:
         raise VbgError(unread.what + (f"; the {len(plan.videos)} videos were converted" if plan.videos else ""),
                        unread.fix)

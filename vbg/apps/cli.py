@@ -97,7 +97,10 @@ class _Parser(argparse.ArgumentParser):
     def _hint(self, message: str) -> str:
         prefix = "unrecognized arguments: "
         if message.startswith(prefix):
-            first = message[len(prefix):].split()[0]
+            words = message[len(prefix):].split()
+            if not words:  # an empty argument ("$EXTRA" unset in a script)
+                return "remove the empty argument"
+            first = words[0]
             if first.startswith("-"):
                 options = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
                 near = difflib.get_close_matches(first.split("=")[0], options, n=1, cutoff=0.75)
@@ -157,15 +160,14 @@ def say(line: str) -> None:
 
 
 def _interrupt_in(exc: BaseException) -> KeyboardInterrupt | None:
-    """A Ctrl-C or SIGTERM that another exception wraps (one that lands inside an import shows up
-    as the ImportError it caused)."""
-    seen: set[int] = set()
-    e: BaseException | None = exc
-    while e is not None and id(e) not in seen:
+    """The Ctrl-C or SIGTERM behind an ImportError: one that lands inside an import (ONNX Runtime's
+    takes half a second) shows up as the ImportError it caused. Other errors raised while handling
+    an interrupt stay errors, with their traceback."""
+    if not isinstance(exc, ImportError):
+        return None
+    for e in (exc.__cause__, exc.__context__):
         if isinstance(e, KeyboardInterrupt):
             return e
-        seen.add(id(e))
-        e = e.__cause__ or e.__context__
     return None
 
 
@@ -180,7 +182,7 @@ def _stopped(exc: KeyboardInterrupt) -> int:
 def _os_error(exc: OSError) -> VbgError | None:
     """A file-system error that names a file is the user's to fix: one line, not a traceback."""
     full = _disk_full(exc)
-    if full is not None or not exc.filename:
+    if full is not None or not isinstance(exc.filename, (str, bytes)) or not exc.filename:
         return full
     name = os.fsdecode(exc.filename)
     if exc.errno == errno.ENAMETOOLONG:

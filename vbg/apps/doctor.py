@@ -139,7 +139,8 @@ def _nvdec() -> tuple[bool, str]:
 def _nvidia_present() -> bool:
     """Is an NVIDIA driver with a device here at all (before probing codecs that need one)?"""
     if sys.platform.startswith("linux"):
-        return Path("/proc/driver/nvidia/version").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
+        return (Path("/proc/driver/nvidia/version").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
+                or Path("/dev/dxg").exists())  # WSL2 passes the GPU through /dev/dxg
     return shutil.which("nvidia-smi") is not None
 
 

@@ -168,26 +168,32 @@ def atomic_output(final: Path, *, overwrite: bool = False) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_folder(final: Path, *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder inside ``final``; move its files up into ``final`` on success.
+    """Yield a temporary folder; on success its files end up in ``final``.
 
-    ``final`` may already exist (files in it are kept); a file of the same
-    name as a new one is replaced only with ``overwrite``. Used for PNG
-    sequences, so an interrupted run leaves no half sequence. The temporary
-    folder is inside ``final``, not beside it: the moves stay on one file
-    system even when ``final`` is a mount point, and only ``final`` itself
-    needs to be writable.
+    A new ``final`` is built beside it and renamed into place in one step, so
+    it appears complete or not at all. An existing ``final`` (its files are
+    kept; one of the same name as a new one is replaced only with
+    ``overwrite``) gets the temporary folder inside it, so the moves stay on
+    one file system even when ``final`` is a mount point, and only ``final``
+    itself needs to be writable. Used for PNG sequences.
     """
     final = Path(final)
     if final.exists() and not final.is_dir():
         raise VbgError(f"output {final} is a file, not a folder", "choose a folder for --output")
-    created = ensure_dir(final)
+    existed = final.is_dir()
+    where = final if existed else final.parent
+    created = ensure_dir(where)
     made: list[Path] = []
     try:
         try:
-            tmp = _make_temp(final, PARTIAL_TAG, "", folder=True, made=made)
+            tmp = _make_temp(where, PARTIAL_TAG if existed else f".{final.name}{PARTIAL_TAG}", "", folder=True,
+                             made=made)
         except OSError as exc:
-            raise _dir_error(final, exc) from None
+            raise _dir_error(where, exc) from None
         yield tmp
+        if not existed and not final.exists():
+            os.rename(tmp, final)
+            return
         names = sorted(os.listdir(tmp))
         clash = [n for n in names if (final / n).exists()]
         if clash and not overwrite:
@@ -197,7 +203,7 @@ def atomic_folder(final: Path, *, overwrite: bool = False) -> Iterator[Path]:
             os.replace(tmp / n, final / n)
         os.rmdir(tmp)
     except BaseException as exc:
-        _undo(exc, made, created, final)
+        _undo(exc, made, created, where)
         raise
 
 

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 _PATTERN = re.compile(r"%0?\d*d")
 
 __all__ = ["IMAGE_EXTS", "is_image", "check_image_output", "encode_image", "write_image", "sequence_pattern",
-           "sequence_regex", "PngSequenceSink"]
+           "sequence_regex", "is_frame_pattern", "PngSequenceSink"]
 
 
 def check_image_output(path: Path, mode: str, pixels_have_alpha: bool) -> None:
@@ -72,7 +72,7 @@ def sequence_pattern(path: Path) -> tuple[Path, str]:
     """
     if path.suffix.lower() == ".png":
         name = path.name
-        bare = name.replace("%%", "")
+        bare = name.replace("%%", "")  # a literal % (written %%) is not the number
         if "%" not in bare:
             name = f"{path.stem}_%06d.png"  # a literal %% in the stem stays one
         elif bare.count("%") != 1 or not _PATTERN.search(bare):
@@ -83,10 +83,15 @@ def sequence_pattern(path: Path) -> tuple[Path, str]:
     return path, "%06d.png"
 
 
+def is_frame_pattern(name: str) -> bool:
+    """Does a file name hold a printf frame number (``%06d``; ``%%`` is a literal %)?"""
+    return bool(_PATTERN.search(name.replace("%%", "")))
+
+
 def sequence_regex(pattern: str) -> re.Pattern[str]:
     """The file names a ``sequence_pattern`` pattern produces, as a regular expression."""
-    head, tail = _PATTERN.split(pattern, maxsplit=1)
-    return re.compile(re.escape(head.replace("%%", "%")) + r"\d+" + re.escape(tail.replace("%%", "%")))
+    head, tail = _PATTERN.split(pattern.replace("%%", "\0"), maxsplit=1)
+    return re.compile(re.escape(head.replace("\0", "%")) + r"\d+" + re.escape(tail.replace("\0", "%")))
 
 
 class PngSequenceSink:

@@ -389,7 +389,7 @@ def train(cfg: TrainConfig, train_samples: list[Sample], val_samples: list[Sampl
     rows: list[dict[str, Any]] = []
     start_epoch, step, elapsed0, best = 0, 0, 0.0, -math.inf
     if resume and last.is_file():
-        ck = torch.load(last, map_location="cpu", weights_only=True)
+        ck = read_checkpoint(last)
         model.load_state_dict(ck["model"])
         if ema is not None:
             if isinstance(ck.get("ema"), dict) and "module" in ck["ema"]:
@@ -505,6 +505,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise VbgError(f"checkpoint {path} not found", "check the path (runs/NAME/best.pt)") from None
     except IsADirectoryError:
         raise VbgError(f"checkpoint {path} is a folder", "give its best.pt, final.pt or last.pt") from None
+    except OSError as exc:
+        raise VbgError(f"cannot read checkpoint {path}: {exc.strerror}", "check the file") from None
     except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for a bad file
         raise VbgError(f"{path} is not a vbg checkpoint ({type(exc).__name__})",
                        "give a best.pt, final.pt or last.pt that vbg train wrote") from None
