@@ -2,16 +2,16 @@
 
 A spec says everything the runtime needs to feed a model and read its
 output, so any person-segmentation ONNX (ours or a peer's) plugs in with a
-spec alone. Example (``assets/models/unet-lite.json``)::
+spec alone. Example (``assets/models/unet-lite-m.json``, abridged)::
 
     {
-      "name": "unet-lite",
-      "onnx": "unet-lite.onnx",
+      "name": "unet-lite-m",
+      "onnx": "unet-lite-m.onnx",
       "description": "real-time U-Net, depthwise-separable",
-      "input":  {"name": "input", "width": 256, "height": 144,
+      "input":  {"name": "input", "width": 288, "height": 160,
                  "layout": "NCHW", "color": "RGB", "scale": 255.0,
                  "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
-                 "orientation": "match"},
+                 "orientation": "fixed"},
       "output": {"name": "mask", "kind": "logits", "layout": "NCHW",
                  "person_channel": 0}
     }
