@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build an FP16 TensorRT engine for a vbg model on this machine's GPU.
 
-    python build_engine.py --model unet-lite --max-batch 8
+    python build_engine.py --model unet-lite-m --max-batch 8
 
 Writes ``engines/<model>-<sha8>-<gpu>-trt<version>-fp16.engine``; the
 ``tensorrt`` backend (and ``--backend auto``) picks it up from there. The work
