@@ -1,10 +1,10 @@
 """Soak: ``vbg live``'s loop for a long time on a looping file, with the camera vanishing on the way.
 
 Every ``--every`` seconds it samples the process's resident memory, the delivered fps, the latency
-(median, p95) and the CPU time per frame over the last interval. Half way through, the camera file
-is moved away for ``--gap`` seconds (a webcam unplugged; the clip is half as long, so the loop wraps
-round and tries to reopen it while it is gone) and then back: the loop must report it,
-retry with backoff and resume by itself. At the end it prints a Markdown report: the samples, RSS
+(median, p95) and the CPU time per frame over the last interval. Half way through (or at ``--outages``
+evenly spaced times), the camera file is moved away for ``--gap`` seconds (a webcam unplugged; the clip
+is half as long, so the loop wraps round and tries to reopen it while it is gone) and then back: the
+loop must report it, retry with backoff and resume by itself. RSS is recorded before and after each. At the end it prints a Markdown report: the samples, RSS
 growth from the first to the last quarter, and the outage and recovery.
 
     python benchmarks/soak_live.py                      # 30 minutes, 720p, the README's figures
@@ -48,7 +48,7 @@ def rss_mb() -> float:
     return float("nan")
 
 
-def soak(minutes: float, every: float, gap: float, model: str | None) -> dict[str, Any]:
+def soak(minutes: float, every: float, gap: float, model: str | None, outages: int = 1) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="vbg-soak-") as tmp:
         cam = Path(tmp) / "cam.mp4"
         # a file is readable while it is open: the outage shows when the loop wraps round and reopens it,
@@ -60,20 +60,24 @@ def soak(minutes: float, every: float, gap: float, model: str | None) -> dict[st
         loop = LiveLoop(settings, loop_file=True, on_error=lambda m: messages.append((time.monotonic() - t0, m)))
         loop.start()
         samples: list[dict[str, float]] = []
+        # the outages, evenly spaced (one: half way); each records start, back, resumed and RSS around it
+        cuts = [t0 + minutes * 60 * (k + 1) / (outages + 1) for k in range(outages)]
+        done: list[dict[str, float]] = []
         outage: dict[str, float] = {}
         stop = time.monotonic() + minutes * 60
-        cut_at = t0 + minutes * 30  # half way
         cpu_prev, frames_prev = time.process_time(), 0
         try:
             while time.monotonic() < stop:
-                if not outage and time.monotonic() >= cut_at:
+                if cuts and not outage and time.monotonic() >= cuts[0]:
+                    cuts.pop(0)
                     hidden = Path(tmp) / "unplugged.mp4"
                     shutil.move(cam, hidden)  # the camera vanishes
                     outage["start"] = time.monotonic() - t0
+                    outage["rss_before_mb"] = round(rss_mb(), 1)
 
-                    def plug_back(hidden: Path = hidden) -> None:
+                    def plug_back(hidden: Path = hidden, o: dict[str, float] = outage) -> None:
                         shutil.move(hidden, cam)
-                        outage["back"] = time.monotonic() - t0
+                        o["back"] = time.monotonic() - t0
 
                     threading.Timer(gap, plug_back).start()
                 time.sleep(every)
@@ -88,14 +92,20 @@ def soak(minutes: float, every: float, gap: float, model: str | None) -> dict[st
                 cpu_prev, frames_prev = cpu, total.frames
                 if "back" in outage and "resumed" not in outage and st.frames > 0 and samples[-1]["t"] > outage["back"]:
                     outage["resumed"] = samples[-1]["t"]
+                elif "resumed" in outage:  # one sample after frames came back: the memory it settled at
+                    outage["rss_after_mb"] = samples[-1]["rss_mb"]
+                    done.append(outage)
+                    outage = {}
         finally:
             loop.stop()
         if not loop.running and loop.lost:
             raise SystemExit(f"the session ended: {loop.end_reason}")
     q = max(1, len(samples) // 4)
     first, last = samples[:q], samples[-q:]
+    if outage:
+        done.append(outage)
     return {"source": what, "minutes": minutes, "every_s": every, "samples": samples, "messages": messages,
-            "outage": outage, "reconnects": loop.reconnects,
+            "outage": done[0] if done else {}, "outages": done, "reconnects": loop.reconnects,
             "rss_first_quarter_mb": statistics.median(s["rss_mb"] for s in first),
             "rss_last_quarter_mb": statistics.median(s["rss_mb"] for s in last),
             "fps_median": statistics.median(s["fps"] for s in samples if s["fps"] > 0),
@@ -105,15 +115,16 @@ def soak(minutes: float, every: float, gap: float, model: str | None) -> dict[st
 
 
 def markdown(r: dict[str, Any]) -> str:
-    o = r["outage"]
     lines = [f"Soak: {r['minutes']:g} min of the live loop on {r['source']} at 1280x720 30 fps, blur background, "
              f"{r['cores']} cores; a sample every {r['every_s']:g} s.", "",
              f"- fps median {r['fps_median']:.1f}, latency p50 median {r['p50_median_ms']:.1f} ms, CPU "
              f"{r['cpu_ms_median']:.1f} ms per frame",
              f"- resident memory: {r['rss_first_quarter_mb']:.0f} MB (median of the first quarter) -> "
              f"{r['rss_last_quarter_mb']:.0f} MB (last quarter)",
-             f"- camera gone at {o.get('start', float('nan')):.0f} s, back at {o.get('back', float('nan')):.0f} s, "
-             f"frames again by {o.get('resumed', float('nan')):.0f} s; reconnects: {r['reconnects']}",
+             *(f"- camera gone at {o.get('start', float('nan')):.0f} s, back at {o.get('back', float('nan')):.0f} s, "
+               f"frames again by {o.get('resumed', float('nan')):.0f} s; RSS {o.get('rss_before_mb', float('nan')):.1f} "
+               f"MB before, {o.get('rss_after_mb', float('nan')):.1f} MB after" for o in r["outages"]),
+             f"- reconnects: {r['reconnects']}",
              "- what the loop said: " + "; ".join(f"{t:.0f} s: {m}" for t, m in r["messages"]), "",
              "| t (s) | RSS MB | fps | latency p50 ms | p95 ms | CPU ms/frame |", "|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {s['t']} | {s['rss_mb']} | {s['fps']} | {s['p50_ms']} | {s['p95_ms']} | {s['cpu_ms']} |"
@@ -127,9 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", type=float, default=10.0, help="seconds between samples")
     ap.add_argument("--gap", type=float, default=20.0, help="seconds the camera is gone")
     ap.add_argument("--model", help="model name or spec (default: the default model)")
+    ap.add_argument("--outages", type=int, default=1, help="how many times the camera vanishes, evenly spaced")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
-    r = soak(args.minutes, args.every, args.gap, args.model)
+    r = soak(args.minutes, args.every, args.gap, args.model, args.outages)
     print(markdown(r))
     if args.json:
         args.json.write_text(json.dumps(r, indent=2) + "\n")
