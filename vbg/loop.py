@@ -371,19 +371,17 @@ class LiveLoop:
         """A new model or backend builds a new pipeline; anything else updates the one there is.
         ``background`` is taken over: applied, or closed."""
         old = self.settings
+        if background is not None and new.bg == old.bg:  # the background in use stays: nothing to apply
+            background.close()
+            background = None
         if any(getattr(new, k) != getattr(old, k) for k in MODEL_KEYS):
-            backend, pipeline = self._make_pipeline(new, background if new.bg != old.bg else None)
-            if background is not None and new.bg == old.bg:
-                background.close()
+            backend, pipeline = self._make_pipeline(new, background)
             if self._pipeline is not None:
                 self._pipeline.close()
             if self._backend is not None:
                 self._backend.close()
             self._backend, self._pipeline = backend, pipeline
         elif self._pipeline is not None:
-            if background is not None and new.bg == old.bg:
-                background.close()
-                background = None
             try:
                 self._pipeline.update(new, background)
             except BaseException:

@@ -37,7 +37,7 @@ from .gpu import device as gpu_device
 from .gpu.pipeline import GpuPipeline
 from .models import resolve_model
 from .outputs import Output
-from .settings import Settings
+from .settings import Settings, settings_or_default
 from .stages.backgrounds import Background, open_background
 from .stages.composite import Compositor
 from .stages.frame import AutoFramer
@@ -83,10 +83,7 @@ class Pipeline:
 
     def __init__(self, settings: Settings | None = None, backend: Backend | None = None, *, composite: bool = True,
                  background: Background | None = None, fps: float = 30.0, own_background: bool = False) -> None:
-        settings = Settings() if settings is None else settings
-        if not isinstance(settings, Settings):
-            raise VbgError(f"settings must be vbg.Settings, got {type(settings).__name__}",
-                           "pass vbg.Settings(...) (e.g. vbg.Settings(bg='blur:30'))")
+        settings = settings_or_default(settings, "pass vbg.Settings(...) (e.g. vbg.Settings(bg='blur:30'))")
         self._closed = False
         self._own_backend = backend is None
         if backend is None:

@@ -228,6 +228,15 @@ _KIND = {bool: "true or false", int: "a whole number", float: "a number", str: "
 PATH_KEYS = ("camera", "bg", "model")
 
 
+def settings_or_default(value: Any, fix: str) -> Settings:
+    """``value`` when it is ``Settings`` (None: the defaults), else a one-line VbgError with ``fix``."""
+    if value is None:
+        return Settings()
+    if not isinstance(value, Settings):
+        raise VbgError(f"settings must be vbg.Settings, got {type(value).__name__}", fix)
+    return value
+
+
 def _typed(default: Any, value: Any) -> Any:
     """``value`` as ``default``'s type, refusing what only looks convertible (true as 1.0, 20.7 as 20)."""
     if isinstance(default, bool):

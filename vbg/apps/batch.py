@@ -39,7 +39,7 @@ from ..io.decode import DecodedFrame, VideoDecoder
 from ..io.files import IMAGE_EXTS, check_file, is_image, is_video, read_image
 from ..models import resolve_model
 from ..pipeline import FramePipeline, check_size, make_pipeline
-from ..settings import Settings
+from ..settings import Settings, settings_or_default
 from ..sinks import AudioSink, Sink, SinkContext, SinkKind, SinkThread, render, sink_kind
 from ..sinks.images import check_image_output, is_frame_pattern, sequence_pattern, sequence_regex, write_image
 from ..sinks.video import X264_PRESETS, check_video_output
@@ -574,10 +574,7 @@ def convert(input: str | Path, output: str | Path | None = None, settings: Setti
     the defaults, not the user's config file). Returns what was done;
     raises ``VbgError`` for bad input.
     """
-    settings = Settings() if settings is None else settings
-    if not isinstance(settings, Settings):
-        raise VbgError(f"settings must be vbg.Settings, got {type(settings).__name__}",
-                       "pass vbg.Settings(...), or the settings as keywords")
+    settings = settings_or_default(settings, "pass vbg.Settings(...), or the settings as keywords")
     known = {f.name for f in dataclasses.fields(Settings)}
     unknown = sorted(set(changes) - known)
     if unknown:

@@ -150,12 +150,10 @@ def say(line: str) -> None:
     (``vbg ... | head -0``, ``> /dev/full``) must not turn it into an error or a traceback."""
     try:
         print(line, flush=True)
-    except BrokenPipeError:
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except OSError as exc:
-        logging.getLogger("vbg").warning("could not print the summary: %s", exc.strerror)
-        with contextlib.suppress(OSError):
+        if not isinstance(exc, BrokenPipeError):  # a reader that left wants no message
+            logging.getLogger("vbg").warning("could not print the summary: %s", exc.strerror)
+        with contextlib.suppress(OSError):  # so the flush at exit does not fail again
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
