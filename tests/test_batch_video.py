@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import tracemalloc
 from pathlib import Path
 
@@ -9,7 +11,7 @@ import av
 import cv2
 import numpy as np
 import pytest
-from conftest import PERSON_BGR, make_red_model
+from conftest import PERSON_BGR, disc_frame, make_red_model
 from media import disc_centre, make_clip, probe
 
 from vbg.apps.batch import ConvertStats, convert_video
@@ -330,3 +332,70 @@ def test_peer_model_converts_a_real_webcam_clip(peer_spec: Path, shared_dir: Pat
     assert len(b.frames) == len(a.times) and b.times == pytest.approx(a.times, abs=2e-3)
     green = np.all(np.abs(b.frames[len(b.frames) // 2].astype(int) - (0, 255, 0)) < 40, axis=2)
     assert 0.1 < green.mean() < 0.95  # part replaced, part (the person) kept
+
+
+def _still_and_moving_clip(path: Path, frames: int = 38) -> tuple[Path, int]:
+    """The disc moves, holds still for a while (the model's last mask is reused), then moves on."""
+    out = av.open(str(path), "w")
+    v = out.add_stream("libx264", rate=30)
+    v.width, v.height, v.pix_fmt = W, H, "yuv420p"
+    v.options = {"crf": "10", "preset": "ultrafast"}
+    for i in range(frames):
+        k = i if i < 10 else 10 if i < 25 else i - 15  # still from frame 10 to 24
+        img, _ = disc_frame(W, H, 90 + 5 * k, 120, 50, seed=0)
+        for p in v.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
+            out.mux(p)
+    for p in v.encode(None):
+        out.mux(p)
+    out.close()
+    return path, frames
+
+
+def test_model_ahead_in_its_thread_gives_exactly_the_one_thread_pipeline(red_model: Path, tmp_path: Path) -> None:
+    """The conversion runs the model one batch ahead in its own thread; the frames it writes must be the
+    ones ``Pipeline.process_batch`` makes batch by batch, skipped model runs and reused mattes included."""
+    from vbg.io.decode import VideoFrames
+    from vbg.pipeline import Pipeline
+
+    clip, n = _still_and_moving_clip(tmp_path / "still.mkv")
+    settings = Settings(model=str(red_model), bg=BG_ARG)
+    convert_video(clip, tmp_path / "out", settings, batch=4)
+    written = [cv2.imread(str(p)) for p in sorted((tmp_path / "out").glob("*.png"))]
+    assert len(written) == n
+
+    frames = []
+    reader = VideoFrames(clip)
+    with contextlib.suppress(StopIteration):
+        while True:
+            frames.append(reader.read()[0])
+    reader.close()
+    with Pipeline(settings) as pipe:
+        want = [o.frame for i in range(0, n, 4) for o in pipe.process_batch(frames[i:i + 4])]
+        assert pipe.model_runs < n - 8  # the still stretch reused masks: the gate's state crossed batches
+    for i, (got, exp) in enumerate(zip(written, want)):
+        assert np.array_equal(got, exp), f"frame {i}"
+
+
+def test_a_model_failure_in_the_segment_thread_reaches_the_caller_and_leaves_nothing(
+        clip: Path, red_model: Path, tmp_path: Path) -> None:
+    from vbg.backends import create_backend
+    from vbg.spec import ModelSpec
+
+    backend = create_backend(ModelSpec.load(red_model), "cpu")
+    calls = []
+    infer = backend.infer
+
+    def failing(frames):  # the device failing mid-run (a lost GPU, say) is the edge a test can stand in for
+        calls.append(len(frames))
+        if len(calls) == 3:
+            raise RuntimeError("device lost")
+        return infer(frames)
+
+    backend.infer = failing  # type: ignore[method-assign]
+    for dst in (tmp_path / "o.mp4", tmp_path / "frames"):
+        calls.clear()
+        with pytest.raises(RuntimeError, match="device lost"):
+            convert_video(clip, dst, Settings(model=str(red_model), model_every="1"), backend=backend, batch=4)
+        assert list(tmp_path.iterdir()) == []  # neither the output nor a temporary file
+        assert not [t for t in threading.enumerate() if t.name == "vbg-segment"]  # the thread has stopped
+    backend.close()

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -51,7 +52,20 @@ log = logging.getLogger(__name__)
 STAGES = ("segment", "smooth", "matte", "composite")
 MIN_SIDE = 16  # pixels: smaller frames hold no person to find (and some OpenCV steps refuse them)
 
-__all__ = ["Output", "Pipeline", "FramePipeline", "make_pipeline", "STAGES"]
+__all__ = ["Output", "Pipeline", "FramePipeline", "Segmented", "make_pipeline", "STAGES"]
+
+
+@dataclass
+class Segmented:
+    """A batch between ``Pipeline.segment`` and ``Pipeline.finish``: the frames, their pyramids, each
+    frame's raw model mask (None: the model did not run, the last mask holds), whether each frame
+    matched the one before, and the model stage's ms per frame."""
+
+    frames: list[np.ndarray]
+    pyramids: list[FramePyramid]
+    masks: list[np.ndarray | None]
+    still: list[bool]
+    segment_ms: float
 
 
 class FramePipeline(Protocol):
@@ -62,6 +76,10 @@ class FramePipeline(Protocol):
     def process(self, frame: np.ndarray) -> Output: ...
 
     def process_batch(self, frames: Sequence[np.ndarray]) -> list[Output]: ...
+
+    def segment(self, frames: Sequence[np.ndarray]) -> Any: ...
+
+    def finish(self, seg: Any) -> list[Output]: ...
 
     def update(self, settings: Settings, background: Background | None = None) -> None: ...
 
@@ -109,7 +127,8 @@ class Pipeline:
         self.settings = settings
         self.gate = ChangeGate(self._model_every(settings), max_gap=self._max_gap(fps))
         self.model_runs = 0  # frames the model ran on (the rest reused its last mask)
-        self._last_mask: np.ndarray | None = None  # the model's last raw mask
+        self._segmented = False  # segment(): the model has run since the last reset
+        self._last_mask: np.ndarray | None = None  # finish(): the model's last raw mask
         self._last: tuple[np.ndarray, MatteResult] | None = None  # previous (smoothed mask, matte)
 
     def _model_every(self, settings: Settings) -> str:
@@ -161,6 +180,7 @@ class Pipeline:
         self.backend.reset()
         self.gate.reset()
         self._last_mask = self._last = None
+        self._segmented = False
         if self.framer is not None:
             self.framer.reset()
 
@@ -170,6 +190,15 @@ class Pipeline:
 
     def process_batch(self, frames: Sequence[np.ndarray]) -> list[Output]:
         """Run the frames that need the model through it in one batch, then the per-frame stages in order."""
+        return self.finish(self.segment(frames))
+
+    def segment(self, frames: Sequence[np.ndarray]) -> Segmented:
+        """The first half of ``process_batch``: the model on the frames that need it.
+
+        ``finish`` does the rest. The halves keep separate state, so a batch
+        converter may run ``segment`` on the next batch in another thread while
+        ``finish`` works on this one; each half must see the batches in order.
+        """
         if self._closed:
             raise VbgError("this pipeline is closed", "make a new vbg.Pipeline")
         frames = [check_frame(f) for f in frames]
@@ -179,18 +208,25 @@ class Pipeline:
         for f, pyr in zip(frames, pyramids):
             run.append(self.gate.needs(pyr.at(self.segmenter.input_size(f))))  # the model's input, made anyway
             still.append(self.gate.still)
-        if self._last_mask is None:
+        if frames and not self._segmented:
             run[0] = True
         todo = [i for i, r in enumerate(run) if r]
         ran = iter(self.segmenter([frames[i] for i in todo], [pyramids[i] for i in todo]) if todo else [])
+        self._segmented = self._segmented or bool(todo)
         self.model_runs += len(todo)
+        masks = [next(ran) if r else None for r in run]
         seg_ms = (time.perf_counter() - t0) * 1000.0 / max(1, len(frames))
+        return Segmented(frames, pyramids, masks, still, seg_ms)
+
+    def finish(self, seg: Segmented) -> list[Output]:
+        """The second half of ``process_batch``: smooth, matte, composite (and framing), frame by frame."""
         outs = []
-        for frame, pyr, r, st in zip(frames, pyramids, run, still):
+        for frame, pyr, mask, st in zip(seg.frames, seg.pyramids, seg.masks, seg.still):
+            r = mask is not None
             if r:
-                self._last_mask = next(ran)
+                self._last_mask = mask
             assert self._last_mask is not None
-            t = {"segment": seg_ms}
+            t = {"segment": seg.segment_ms}
             t1 = time.perf_counter()
             last = self._last
             settled = (not r and st and last is not None and last[0].shape == self._last_mask.shape
@@ -214,7 +250,6 @@ class Pipeline:
                 t["frame"] = (time.perf_counter() - t4) * 1e3
             outs.append(o)
         return outs
-
 
     def close(self) -> None:
         if self._closed:

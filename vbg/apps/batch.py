@@ -1,10 +1,11 @@
 """``vbg --input IN --bg BG``: convert a video, an image or a folder of images.
 
-Videos flow through three threads joined by bounded queues, so decoding,
+Videos flow through four threads joined by bounded queues, so decoding,
 inference and encoding overlap and memory stays flat however long the
 video is::
 
-    decode thread --(8 frames)--> main: pipeline, batches --(8 outputs)--> encode thread
+    decode thread --(8 frames)--> segment thread: the model, batches of 4 --(2 batches)-->
+        main: smooth, matte, composite --(8 outputs)--> encode thread
 
 Outputs are written under a temporary name and renamed when complete
 (``vbg.atomic``); inputs are never overwritten.
@@ -17,8 +18,10 @@ import contextlib
 import dataclasses
 import logging
 import os
+import queue
 import statistics
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -314,45 +317,108 @@ def _check_complete(src: Path, dec: VideoDecoder, frames: int, strict: bool) -> 
     log.warning("%s: the input is damaged or cut short (--strict makes this an error)", what)
 
 
+class _SegmentAhead:
+    """The model's half of the pipeline in its own thread, one batch ahead of the rest.
+
+    The thread reads the decoder, groups frames into batches and runs
+    ``pipeline.segment`` on each; iterating yields ``(audio packets, frames,
+    segmented batch)`` in file order (the audio read since the batch before,
+    then the batch) and ``pipeline.finish`` runs in the caller. On two cores
+    the model then overlaps the per-frame stages instead of taking turns
+    with them (``benchmarks/bench_convert.py``). At most ``depth`` batches wait.
+    """
+
+    def __init__(self, dec: VideoDecoder, pipeline: FramePipeline, batch: int, audio: bool, depth: int = 1) -> None:
+        self._dec, self._pipeline, self._batch, self._audio = dec, pipeline, max(1, batch), audio
+        self._q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vbg-segment", daemon=True)
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            audio: list[Any] = []
+            pending: list[DecodedFrame] = []
+            for item in self._dec:
+                if self._stop.is_set():
+                    return
+                if isinstance(item, DecodedFrame):
+                    pending.append(item)
+                    if len(pending) >= self._batch:
+                        seg = self._pipeline.segment([f.image for f in pending])
+                        if not self._put((audio, pending, seg)):
+                            return
+                        audio, pending = [], []
+                elif self._audio:
+                    audio.append(item)
+            if pending or audio:
+                seg = self._pipeline.segment([f.image for f in pending]) if pending else None
+                if not self._put((audio, pending, seg)):
+                    return
+            self._put(None)
+        except BaseException as e:  # handed to the caller, who raises it
+            self._put(e)
+
+    def __iter__(self) -> Iterator[tuple[list[Any], list[DecodedFrame], Any]]:
+        self._thread.start()
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        """Stop the thread (after its current batch) and wait for it: the decoder and the backend it
+        uses are closed next."""
+        self._stop.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self._q.get(timeout=0.05)
+        if self._thread.ident is not None:
+            self._thread.join()
+
+
 def _run_video(dec: VideoDecoder, pipeline: FramePipeline, sink: Sink, batch: int, timings: _Timings,
                on_progress: ProgressFn | None, queue_size: int, check: Callable[[int], None] | None = None) -> int:
-    """The main loop: frames in batches through the pipeline, outputs to the writer thread.
-    ``check(frames)`` runs once the input is read, before the output is finished (it may refuse it)."""
+    """The main loop: batches segmented one ahead in a thread, finished here, outputs to the writer
+    thread. ``check(frames)`` runs once the input is read, before the output is finished (it may refuse it)."""
     writer = SinkThread(sink.close, sink.abort, maxsize=queue_size)
-    audio = isinstance(sink, AudioSink)
-    pending: list[DecodedFrame] = []
     frames = 0
-
-    def flush() -> None:
-        nonlocal frames
-        outs = pipeline.process_batch([f.image for f in pending])
-        for f, out in zip(pending, outs):
-            timings.add("decode", f.decode_ms)
-            for stage, ms in out.timings.items():
-                timings.add(stage, ms)
-            writer.submit(sink.write, out, f.pts)
-        frames += len(pending)
-        if on_progress is not None:
-            on_progress(len(pending))
-        pending.clear()
-
+    pipeline.reset()
+    ahead = _SegmentAhead(dec, pipeline, batch, audio=isinstance(sink, AudioSink))
     try:
-        pipeline.reset()
-        for item in dec:
-            if isinstance(item, DecodedFrame):
-                pending.append(item)
-                if len(pending) >= batch:
-                    flush()
-            elif audio:  # an audio packet: to the muxer, in file order
-                writer.submit(sink.write_audio, item, timed=False)  # type: ignore[attr-defined]
-        if pending:
-            flush()
+        for audio, pending, seg in ahead:
+            for packet in audio:  # to the muxer, in file order
+                writer.submit(sink.write_audio, packet, timed=False)  # type: ignore[attr-defined]
+            if not pending:
+                continue
+            outs = pipeline.finish(seg)
+            for f, out in zip(pending, outs):
+                timings.add("decode", f.decode_ms)
+                for stage, ms in out.timings.items():
+                    timings.add(stage, ms)
+                writer.submit(sink.write, out, f.pts)
+            frames += len(pending)
+            if on_progress is not None:
+                on_progress(len(pending))
         if check is not None:
             check(frames)
         writer.finish()
     except BaseException:
+        ahead.close()
         writer.abort()
         raise
+    ahead.close()
     for ms in writer.frame_ms:
         timings.add("encode", ms)
     return frames

@@ -234,6 +234,14 @@ class GpuPipeline:
     def process(self, frame: np.ndarray) -> Output:
         return self.process_batch([frame])[0]
 
+    def segment(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The CPU pipeline's two halves, for the batch converter: here the whole batch runs on the
+        GPU in ``finish`` (one stream, one synchronisation), so this only hands the frames on."""
+        return list(frames)
+
+    def finish(self, seg: list[np.ndarray]) -> list[Output]:
+        return self.process_batch(seg)
+
     def process_batch(self, frames: Sequence[np.ndarray]) -> list[Output]:
         if not frames:
             return []
