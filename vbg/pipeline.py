@@ -1,6 +1,9 @@
 """The per-frame pipeline: segment -> smooth -> matte -> composite, and ``make_pipeline``.
 
 ``Pipeline`` owns one instance of each stage and times each call.
+``process_batch`` is ``segment`` (the model, on the frames that need it)
+then ``finish`` (the per-frame stages); the halves keep separate state, so
+the batch converter runs them in two threads, one batch apart.
 ``update(settings)`` applies new settings from the next frame without
 restarting anything; it is called on the thread that runs ``process`` (the
 live loop's one settings mailbox is ``LiveLoop.update``).
