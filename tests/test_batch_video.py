@@ -398,4 +398,11 @@ def test_a_model_failure_in_the_segment_thread_reaches_the_caller_and_leaves_not
             convert_video(clip, dst, Settings(model=str(red_model), model_every="1"), backend=backend, batch=4)
         assert list(tmp_path.iterdir()) == []  # neither the output nor a temporary file
         assert not [t for t in threading.enumerate() if t.name == "vbg-segment"]  # the thread has stopped
+    # failing before the first frame (resetting the device): the writer thread stops too
+    backend.infer = infer  # type: ignore[method-assign]
+    backend.reset = lambda: (_ for _ in ()).throw(RuntimeError("device lost"))  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="device lost"):
+        convert_video(clip, tmp_path / "o.mp4", Settings(model=str(red_model)), backend=backend)
+    assert list(tmp_path.iterdir()) == []
+    assert not [t for t in threading.enumerate() if t.name in ("vbg-segment", "vbg-encode")]
     backend.close()

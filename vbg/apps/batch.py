@@ -394,9 +394,10 @@ def _run_video(dec: VideoDecoder, pipeline: FramePipeline, sink: Sink, batch: in
     thread. ``check(frames)`` runs once the input is read, before the output is finished (it may refuse it)."""
     writer = SinkThread(sink.close, sink.abort, maxsize=queue_size)
     frames = 0
-    pipeline.reset()
-    ahead = _SegmentAhead(dec, pipeline, batch, audio=isinstance(sink, AudioSink))
+    ahead: _SegmentAhead | None = None
     try:
+        pipeline.reset()
+        ahead = _SegmentAhead(dec, pipeline, batch, audio=isinstance(sink, AudioSink))
         for audio, pending, seg in ahead:
             for packet in audio:  # to the muxer, in file order
                 writer.submit(sink.write_audio, packet, timed=False)  # type: ignore[attr-defined]
@@ -415,10 +416,13 @@ def _run_video(dec: VideoDecoder, pipeline: FramePipeline, sink: Sink, batch: in
             check(frames)
         writer.finish()
     except BaseException:
-        ahead.close()
-        writer.abort()
+        try:
+            if ahead is not None:
+                ahead.close()  # waits for at most one model call; a second Ctrl-C here still aborts the sink
+        finally:
+            writer.abort()
         raise
-    ahead.close()
+    ahead.close()  # the thread has ended: the end of the input went through its queue
     for ms in writer.frame_ms:
         timings.add("encode", ms)
     return frames
