@@ -4,7 +4,7 @@ Videos flow through four threads joined by bounded queues, so decoding,
 inference and encoding overlap and memory stays flat however long the
 video is::
 
-    decode thread --(8 frames)--> segment thread: the model, batches of 4 --(2 batches)-->
+    decode thread --(8 frames)--> segment thread: the model, batches of 4 --(1 batch)-->
         main: smooth, matte, composite --(8 outputs)--> encode thread
 
 Outputs are written under a temporary name and renamed when complete
