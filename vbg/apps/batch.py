@@ -18,10 +18,8 @@ import contextlib
 import dataclasses
 import logging
 import os
-import queue
 import statistics
 import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -37,6 +35,7 @@ from ..backends import create_backend
 from ..backends.base import Backend
 from ..config import add_setting_arguments, settings_from_args
 from ..errors import VbgError
+from ..io.ahead import Ahead
 from ..io.atomic import atomic_folder, atomic_output, check_name, check_target, same_file
 from ..io.decode import DecodedFrame, VideoDecoder
 from ..io.files import IMAGE_EXTS, check_file, is_image, is_video, read_image
@@ -317,75 +316,25 @@ def _check_complete(src: Path, dec: VideoDecoder, frames: int, strict: bool) -> 
     log.warning("%s: the input is damaged or cut short (--strict makes this an error)", what)
 
 
-class _SegmentAhead:
-    """The model's half of the pipeline in its own thread, one batch ahead of the rest.
-
-    The thread reads the decoder, groups frames into batches and runs
-    ``pipeline.segment`` on each; iterating yields ``(audio packets, frames,
-    segmented batch)`` in file order (the audio read since the batch before,
-    then the batch) and ``pipeline.finish`` runs in the caller. On two cores
-    the model then overlaps the per-frame stages instead of taking turns
-    with them (``benchmarks/bench_convert.py``). At most ``depth`` batches wait.
-    """
-
-    def __init__(self, dec: VideoDecoder, pipeline: FramePipeline, batch: int, audio: bool, depth: int = 1) -> None:
-        self._dec, self._pipeline, self._batch, self._audio = dec, pipeline, max(1, batch), audio
-        self._q: queue.Queue[Any] = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="vbg-segment", daemon=True)
-
-    def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self) -> None:
-        try:
-            audio: list[Any] = []
-            pending: list[DecodedFrame] = []
-            for item in self._dec:
-                if self._stop.is_set():
-                    return
-                if isinstance(item, DecodedFrame):
-                    pending.append(item)
-                    if len(pending) >= self._batch:
-                        seg = self._pipeline.segment([f.image for f in pending])
-                        if not self._put((audio, pending, seg)):
-                            return
-                        audio, pending = [], []
-                elif self._audio:
-                    audio.append(item)
-            if pending or audio:
-                seg = self._pipeline.segment([f.image for f in pending]) if pending else None
-                if not self._put((audio, pending, seg)):
-                    return
-            self._put(None)
-        except BaseException as e:  # handed to the caller, who raises it
-            self._put(e)
-
-    def __iter__(self) -> Iterator[tuple[list[Any], list[DecodedFrame], Any]]:
-        self._thread.start()
-        while True:
-            item = self._q.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def close(self) -> None:
-        """Stop the thread (after its current batch) and wait for it: the decoder and the backend it
-        uses are closed next."""
-        self._stop.set()
-        while self._thread.is_alive():
-            with contextlib.suppress(queue.Empty):
-                self._q.get(timeout=0.05)
-        if self._thread.ident is not None:
-            self._thread.join()
+def _segmented(dec: VideoDecoder, pipeline: FramePipeline, batch: int,
+               audio: bool) -> Iterator[tuple[list[Any], list[DecodedFrame], Any]]:
+    """The model's half of the pipeline: ``(audio packets, frames, pipeline.segment(frames))`` per
+    batch, in file order (the audio read since the batch before, then the batch; the last item may
+    hold audio only). ``_run_video`` runs it in a thread one batch ahead of ``pipeline.finish``, so on
+    two cores the model overlaps the per-frame stages instead of taking turns with them
+    (``benchmarks/bench_convert.py``)."""
+    sound: list[Any] = []
+    pending: list[DecodedFrame] = []
+    for item in dec:
+        if isinstance(item, DecodedFrame):
+            pending.append(item)
+            if len(pending) >= max(1, batch):
+                yield sound, pending, pipeline.segment([f.image for f in pending])
+                sound, pending = [], []
+        elif audio:
+            sound.append(item)
+    if pending or sound:
+        yield sound, pending, pipeline.segment([f.image for f in pending]) if pending else None
 
 
 def _run_video(dec: VideoDecoder, pipeline: FramePipeline, sink: Sink, batch: int, timings: _Timings,
@@ -394,10 +343,10 @@ def _run_video(dec: VideoDecoder, pipeline: FramePipeline, sink: Sink, batch: in
     thread. ``check(frames)`` runs once the input is read, before the output is finished (it may refuse it)."""
     writer = SinkThread(sink.close, sink.abort, maxsize=queue_size)
     frames = 0
-    ahead: _SegmentAhead | None = None
+    ahead: Ahead[tuple[list[Any], list[DecodedFrame], Any]] | None = None
     try:
         pipeline.reset()
-        ahead = _SegmentAhead(dec, pipeline, batch, audio=isinstance(sink, AudioSink))
+        ahead = Ahead(_segmented(dec, pipeline, batch, isinstance(sink, AudioSink)), size=1, name="vbg-segment")
         for audio, pending, seg in ahead:
             for packet in audio:  # to the muxer, in file order
                 writer.submit(sink.write_audio, packet, timed=False)  # type: ignore[attr-defined]

@@ -26,7 +26,6 @@ rotation flag to show correctly in every player.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -41,10 +40,9 @@ import numpy as np
 from av.codec.hwaccel import HWAccel
 
 from ..errors import VbgError
+from .ahead import Ahead
 
 log = logging.getLogger(__name__)
-
-_END = object()
 
 # counter-clockwise display rotation -> the cv2.rotate code that makes frames upright
 _ROTATE = {90: cv2.ROTATE_90_COUNTERCLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_CLOCKWISE}
@@ -73,11 +71,6 @@ class DecodedFrame:
     pts: int  # presentation time in VideoInfo.time_base, strictly increasing
     index: int
     decode_ms: float  # decode + colour conversion + rotation for this frame
-
-
-@dataclass
-class _Failure:
-    exc: BaseException
 
 
 def open_error(path: Path, exc: BaseException) -> VbgError:
@@ -188,9 +181,7 @@ class VideoDecoder:
         self.first_pts: int | None = None  # of the first and the newest frame decoded (VideoInfo.time_base)
         self.last_pts: int | None = None
         self.hwaccel = ""  # "cuda" when NVDEC decodes
-        self._q: queue.Queue[Any] = queue.Queue(maxsize=max(1, queue_size))
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         try:
             self._container = self._open(nvdec)
         except (OSError, av.FFmpegError, ValueError) as exc:
@@ -218,6 +209,7 @@ class VideoDecoder:
             if first is None:
                 raise VbgError(f"{self.path} has no video frames", "check that it plays in a video player")
             self.info = self._make_info(first)
+            self._ahead = Ahead(self._gen, size=queue_size, name="vbg-decode", stop=self._stop)
         except BaseException:
             self._container.close()
             raise
@@ -314,49 +306,14 @@ class VideoDecoder:
                 raise open_error(self.path, exc) from None
             log.warning("%s: stopped reading after %d frames: %s", self.path.name, index, exc)
 
-    # -- the thread ------------------------------------------------------
-    def _run(self) -> None:
-        try:
-            for item in self._gen:
-                if not self._put(item):
-                    return
-            self._put(_END)
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            self._put(_Failure(exc))
-
-    def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
     def __iter__(self) -> Iterator[DecodedFrame | Any]:
         """Yield DecodedFrame and audio av.Packet items in file order."""
         head, self._head = self._head, []
         yield from head
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="vbg-decode", daemon=True)
-            self._thread.start()
-        while True:
-            item = self._q.get()
-            if item is _END:
-                return
-            if isinstance(item, _Failure):
-                raise item.exc
-            yield item
+        yield from self._ahead
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            while self._thread.is_alive():
-                try:  # unblock a put
-                    self._q.get(timeout=0.05)
-                except queue.Empty:
-                    pass
-            self._thread.join()
+        self._ahead.close()
         self._container.close()
 
     def __enter__(self) -> VideoDecoder:
