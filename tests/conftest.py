@@ -21,12 +21,15 @@ BACKGROUND_BGR = (200, 120, 40)
 
 
 def make_red_model(path: Path, width: int = 64, height: int = 48, gain: float = 12.0,
-                   orientation: str = "fixed", dynamic_size: bool | None = None) -> Path:
+                   orientation: str = "fixed", dynamic_size: bool | None = None,
+                   layout: str = "NCHW") -> Path:
     """A tiny ONNX 'segmentation model': person = pixels where red exceeds blue.
 
     One 1x1 convolution on RGB in [0, 1]: logit = gain * (R - B). Writes
     ``path`` (.onnx) and its spec beside it; returns the spec path. The
     spatial axes are open when ``dynamic_size`` (default: orientation "match").
+    ``layout`` "NHWC" takes and gives channels-last tensors (as MediaPipe's
+    models do), by transposes around the same convolution.
     """
     if dynamic_size is None:
         dynamic_size = orientation == "match"
@@ -36,11 +39,19 @@ def make_red_model(path: Path, width: int = 64, height: int = 48, gain: float = 
 
     w = np.zeros((1, 3, 1, 1), np.float32)
     w[0, 0], w[0, 2] = gain, -gain
+    if layout == "NCHW":
+        nodes = [helper.make_node("Conv", ["input", "w"], ["mask"])]
+        in_shape, out_shape = ["N", 3, *hw], ["N", 1, *hw]
+    else:
+        nodes = [helper.make_node("Transpose", ["input"], ["nchw"], perm=[0, 3, 1, 2]),
+                 helper.make_node("Conv", ["nchw", "w"], ["conv"]),
+                 helper.make_node("Transpose", ["conv"], ["mask"], perm=[0, 2, 3, 1])]
+        in_shape, out_shape = ["N", *hw, 3], ["N", *hw, 1]
     graph = helper.make_graph(
-        [helper.make_node("Conv", ["input", "w"], ["mask"])],
+        nodes,
         "red_is_person",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, *hw])],
-        [helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["N", 1, *hw])],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, in_shape)],
+        [helper.make_tensor_value_info("mask", TensorProto.FLOAT, out_shape)],
         [numpy_helper.from_array(w, "w")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -50,10 +61,10 @@ def make_red_model(path: Path, width: int = 64, height: int = 48, gain: float = 
         "name": path.stem,
         "onnx": path.name,
         "description": "test model: red is person",
-        "input": {"name": "input", "width": width, "height": height, "layout": "NCHW",
+        "input": {"name": "input", "width": width, "height": height, "layout": layout,
                   "color": "RGB", "scale": 255.0, "mean": [0, 0, 0], "std": [1, 1, 1],
                   "orientation": orientation},
-        "output": {"name": "mask", "kind": "logits", "layout": "NCHW", "person_channel": 0},
+        "output": {"name": "mask", "kind": "logits", "layout": layout, "person_channel": 0},
     }
     spec_path = path.with_suffix(".json")
     spec_path.write_text(json.dumps(spec))

@@ -331,10 +331,18 @@ def test_bundled_specs_pass_the_load_check() -> None:
         OnnxRuntimeBackend(e.spec).close()
 
 
-def test_red_model_variants_for_the_checks(tmp_path: Path) -> None:
-    # the checks accept a right spec of another layout: an NHWC model described as NHWC
-    spec = make_red_model(tmp_path / "ok.onnx")
+def test_an_nhwc_model_described_as_nhwc_loads_and_gives_the_nchw_masks(tmp_path: Path) -> None:
+    # the load checks accept a right spec of the other layout, and the backend reads it the right way round
     from vbg.backends.onnxruntime import OnnxRuntimeBackend
     from vbg.spec import ModelSpec
 
-    OnnxRuntimeBackend(ModelSpec.load(spec)).close()
+    frame, gt = disc_frame(160, 120, 70, 50, 30)
+    masks = []
+    for layout in ("NCHW", "NHWC"):
+        be = OnnxRuntimeBackend(ModelSpec.load(make_red_model(tmp_path / f"{layout}.onnx", layout=layout)))
+        masks.append(be.infer([frame, frame[:, ::-1].copy()]))
+        be.close()
+    assert masks[0].shape == masks[1].shape == (2, 48, 64)
+    np.testing.assert_allclose(masks[1], masks[0], atol=1e-6)
+    assert masks[1][0, 20, 28] > 0.9 and masks[1][0, 5, 60] < 0.1  # the disc, then the background
+    assert masks[1][1, 20, 64 - 1 - 28] > 0.9  # the mirrored frame: its own layout, not the other's

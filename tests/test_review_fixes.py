@@ -6,9 +6,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import cv2
 import pytest
@@ -116,7 +116,8 @@ def test_mirroring_resets_what_was_learnt_of_the_unmirrored_picture(red_model: P
         wait_frames(loop, 2)
         assert loop._pipeline is not None
         resets: list[int] = []
-        monkeypatch.setattr(loop._pipeline, "reset", lambda: resets.append(1))
+        real_reset = loop._pipeline.reset
+        monkeypatch.setattr(loop._pipeline, "reset", lambda: (resets.append(1), real_reset()))  # a spy
         loop.update(loop.settings.replace(mirror=True))
         wait_frames(loop, loop.stats().frames + 2)
         assert resets
@@ -186,9 +187,20 @@ def test_nvenc_constant_quality_is_never_automatic(tmp_path: Path, monkeypatch: 
 
 def test_stop_is_idempotent_and_releases_everything(red_model: Path, tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "cam.mp4", frames=10, audio=None)
+    # stopped while running: the camera stops, the model session closes, no thread is left
+    loop = LiveLoop(Settings(model=str(red_model), camera=str(clip)), loop_file=True)
+    loop.start(background=True)
+    wait_frames(loop, 1)
+    cap, be = loop.capture, loop._backend
+    assert cap is not None and cap.running and be is not None and be.session is not None  # type: ignore[attr-defined]
+    loop.stop()
+    loop.stop()
+    assert not cap.running and be.session is None  # type: ignore[attr-defined]
+    assert loop._backend is None and loop._pipeline is None and loop._capture is None
+    # stopped at once, while it may still be opening: nothing is left running either
     loop = LiveLoop(Settings(model=str(red_model), camera=str(clip)), loop_file=True)
     loop.start(background=True)
     loop.stop()
-    loop.stop()
     assert loop._backend is None and loop._pipeline is None and loop._capture is None
-    _: Any = None
+    live = [t.name for t in threading.enumerate() if t.name == "vbg-process" or t.name.startswith("vbg-capture")]
+    assert live == []
