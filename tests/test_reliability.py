@@ -64,8 +64,8 @@ def test_termination_signals_clean_up_like_ctrl_c(tmp_path: Path, red_model: Pat
     _, err = p.communicate(timeout=20)
     assert p.returncode == code, err
     assert one_line(err) == f"vbg: stopped by {signal.Signals(sig).name}; unfinished outputs were removed"
-    assert leftovers(tmp_path) == [] and not (tmp_path / "out" / "t.mp4").exists()
-    assert not (tmp_path / "out" / "frames").exists() or not any((tmp_path / "out" / "frames").iterdir())
+    assert leftovers(tmp_path) == []
+    assert not (tmp_path / "out").exists()  # the output folder vbg made for this run goes too
 
 
 # --- 2. damaged and cut-short inputs -----------------------------------------------------------

@@ -82,34 +82,51 @@ def test_still_scene_reuses_mask_and_matte(red_model: Path) -> None:
     assert outs[-1][0]._alpha is outs[-2][0]._alpha  # the matte itself was reused, not recomputed
 
 
-def test_recurrent_models_run_on_every_frame(red_model: Path, tmp_path: Path) -> None:
+def _recurrent_model(path: Path) -> Path:
+    """A tiny recurrent ONNX model: logits = 12 (R - B) + h, and h grows by 1 each frame."""
     import json
 
-    spec = ModelSpec.load(red_model)
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
 
-    class Stateful:
-        name, device = "stateful", "cpu"
+    w = np.zeros((1, 3, 1, 1), np.float32)
+    w[0, 0], w[0, 2] = 12.0, -12.0
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["input", "w"], ["conv"]),
+         helper.make_node("Add", ["conv", "h"], ["mask"]),
+         helper.make_node("Add", ["mask", "one"], ["step"]),
+         helper.make_node("Sub", ["step", "conv"], ["h_out"])],
+        "recurrent_red",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 48, 64]),
+         helper.make_tensor_value_info("h", TensorProto.FLOAT, [1, 1, 48, 64])],
+        [helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1, 1, 48, 64]),
+         helper.make_tensor_value_info("h_out", TensorProto.FLOAT, [1, 1, 48, 64])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.ones((1, 1, 1, 1), np.float32), "one")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    spec = {"name": "recurrent", "onnx": path.name,
+            "input": {"name": "input", "width": 64, "height": 48, "layout": "NCHW", "color": "RGB",
+                      "scale": 255.0, "mean": [0, 0, 0], "std": [1, 1, 1]},
+            "output": {"name": "mask", "kind": "logits", "layout": "NCHW", "person_channel": 0},
+            "state": [{"input": "h", "output": "h_out", "shape": [1, 1, 48, 64]}]}
+    path.with_suffix(".json").write_text(json.dumps(spec))
+    return path.with_suffix(".json")
 
-        def __init__(self) -> None:
-            d = spec.to_dict()
-            d["state"] = [{"input": "h", "output": "h_out", "shape": [1, 1, 48, 64]}]
-            self.spec = ModelSpec.from_dict(json.loads(json.dumps(d)), base=spec.path)
-            self.inner = OnnxRuntimeBackend(spec)
 
-        def infer(self, frames):  # type: ignore[no-untyped-def]
-            return self.inner.infer(frames)
-
-        def reset(self) -> None:
-            pass
-
-        def close(self) -> None:
-            pass
-
-    pipe = Pipeline(Settings(bg="color:#00ff00"), Stateful())  # type: ignore[arg-type]
-    frame = disc_frame(160, 120, 80, 60, 30)[0]
-    for _ in range(10):
-        pipe.process(frame)
-    assert pipe.model_runs == 10
+def test_recurrent_models_run_on_every_frame(tmp_path: Path) -> None:
+    # a real recurrent ONNX model through the real backend: the gate never skips it, its state carries
+    # from frame to frame, and reset() starts it again
+    be = OnnxRuntimeBackend(ModelSpec.load(_recurrent_model(tmp_path / "rec.onnx")))
+    pipe = Pipeline(Settings(bg="color:#00ff00", smoothing=0.0), be)
+    grey = np.full((120, 160, 3), 128, np.uint8)  # R == B: the state alone decides
+    means = [float(pipe.process(grey).mask.mean()) for _ in range(10)]
+    assert pipe.model_runs == 10  # a still scene, and still the model ran every frame
+    assert means[0] == pytest.approx(0.5, abs=0.01) and means[-1] > 0.99  # sigmoid(0), then sigmoid(9)
+    assert all(b > a for a, b in zip(means[:4], means[1:5]))
+    pipe.reset()
+    assert float(pipe.process(grey).mask.mean()) == pytest.approx(0.5, abs=0.01)
 
 
 @pytest.mark.shared
@@ -230,7 +247,13 @@ def test_gate_and_background_on_a_people_free_frame(red_model: Path) -> None:
     pipe = Pipeline(Settings(bg="color:#00ff00", frame="auto"), be)
     empty = np.full((120, 160, 3), BACKGROUND_BGR, np.uint8)
     out = pipe.process(empty)
+    assert out.model_ran  # the first frame always runs the model
+    assert out.mask is not None and out.mask.max() < 0.1 and (out.alpha == 0).all()
+    assert pipe.framer is not None and pipe.framer.crop == Crop(80, 60, 120)  # the whole frame
     assert out.frame is not None and (out.frame == (0, 255, 0)).all()
+    # the same empty frame again: the gate skips the model, and nothing changes
+    again = pipe.process(empty.copy())
+    assert not again.model_ran and (again.alpha == 0).all() and pipe.framer.crop == Crop(80, 60, 120)
 
 
 def test_change_check_matches_its_definition_on_colour_and_grey() -> None:

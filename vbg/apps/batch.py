@@ -533,13 +533,16 @@ def plan_folder(src: Path, output: str | None, mode: str, overwrite: bool) -> Fo
 
 # --------------------------------------------------------------------------- progress
 class Progress:
-    """A tqdm bar on a terminal; a plain line every few seconds when stderr is not one
+    """A tqdm bar on a terminal; a plain line every ``LINE_EVERY`` seconds when stderr is not one
     (a script or CI sees progress too); nothing with ``--no-progress``."""
 
-    def __init__(self, total: int | None, desc: str, enabled: bool, *, every: float = 5.0,
+    LINE_EVERY = 5.0
+
+    def __init__(self, total: int | None, desc: str, enabled: bool, *, every: float | None = None,
                  stream: Any = None) -> None:
         self.stream = stream or sys.stderr
-        self.total, self.desc, self.every = total or None, desc, every
+        self.total, self.desc = total or None, desc
+        self.every = self.LINE_EVERY if every is None else every
         self.n = 0
         self.t0 = self.last = time.monotonic()
         tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
