@@ -33,8 +33,10 @@ def _interrupt_after(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     real = getattr(os, name)
 
     def then_interrupt(*args: object, **kwargs: object) -> object:
+        # only the temporary's own call: os is process-wide, and other threads close files too
+        target = os.readlink(f"/proc/self/fd/{args[0]}") if name == "close" else str(args[0])
         result = real(*args, **kwargs)
-        if name == "close" or atomic.PARTIAL_TAG in str(args[0]):
+        if atomic.PARTIAL_TAG in target:
             monkeypatch.undo()  # once only
             raise KeyboardInterrupt
         return result
