@@ -237,7 +237,7 @@ def test_the_sample_is_bundled_and_written_here(tmp_path: Path, monkeypatch: pyt
     be = OnnxRuntimeBackend(resolve_model("default"))
     for i in range(0, len(src), 30):
         m = be.infer([src[i]])[0]
-        assert 0.1 < (m >= 0.5).mean() < 0.5, i  # one person at a webcam: a fifth to a third of the frame
+        assert 0.1 < (m >= 0.5).mean() < 0.5, i  # one person at a webcam (about a fifth to a third of the frame)
         m = cv2.resize(m, (src[i].shape[1], src[i].shape[0]))
         sure = cv2.erode((m > 0.95).astype(np.uint8), np.ones((15, 15), np.uint8)) > 0
         none = cv2.erode((m < 0.05).astype(np.uint8), np.ones((15, 15), np.uint8)) > 0

@@ -214,8 +214,11 @@ def test_a_damaged_input_says_so_once_not_per_packet(capsys: pytest.CaptureFixtu
     err = err_text.splitlines()
     assert rc == 0 and (tmp_path / "o.mp4").stat().st_size > 0, err  # what could be decoded is converted
     assert "Traceback" not in err_text
-    assert sum("damaged packets were skipped" in line for line in err) == 1, err  # one summary ...
-    assert sum("skipping a damaged video packet" in line for line in err) <= 1, err  # ... not one per packet
+    summary = [line for line in err if "damaged packets were skipped" in line]
+    assert len(summary) == 1, err  # one summary ...
+    skipped = re.search(r"(\d+) damaged packets were skipped", summary[0])
+    assert skipped and int(skipped.group(1)) >= 2, err  # (of several: else this proves nothing)
+    assert sum("skipping a damaged video packet" in line for line in err) == 1, err  # ... not one per packet
     assert len(err) <= 3, err
     assert "frames in" in out  # and the usual summary
 

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import pytest
@@ -187,20 +188,43 @@ def test_nvenc_constant_quality_is_never_automatic(tmp_path: Path, monkeypatch: 
 
 def test_stop_is_idempotent_and_releases_everything(red_model: Path, tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "cam.mp4", frames=10, audio=None)
-    # stopped while running: the camera stops, the model session closes, no thread is left
+    # stopped while running: the camera thread ends, the model session closes
     loop = LiveLoop(Settings(model=str(red_model), camera=str(clip)), loop_file=True)
     loop.start(background=True)
     wait_frames(loop, 1)
-    cap, be = loop.capture, loop._backend
-    assert cap is not None and cap.running and be is not None and be.session is not None  # type: ignore[attr-defined]
+    cap, be, proc = loop.capture, loop._backend, loop._thread
+    assert cap is not None and be is not None and proc is not None
+    cam = cap._thread
+    assert cam is not None and cam.is_alive() and be.session is not None  # type: ignore[attr-defined]
     loop.stop()
     loop.stop()
-    assert not cap.running and be.session is None  # type: ignore[attr-defined]
+    assert not cam.is_alive() and not proc.is_alive() and be.session is None  # type: ignore[attr-defined]
     assert loop._backend is None and loop._pipeline is None and loop._capture is None
-    # stopped at once, while it may still be opening: nothing is left running either
+
+
+def test_stop_while_the_model_loads_releases_it_when_loaded(red_model: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    clip = make_clip(tmp_path / "cam.mp4", frames=10, audio=None)
     loop = LiveLoop(Settings(model=str(red_model), camera=str(clip)), loop_file=True)
+    entered, release = threading.Event(), threading.Event()
+    made: list[Any] = []
+    real = loop._make_pipeline
+
+    def slow_load(*args: Any, **kwargs: Any) -> Any:  # a spy: a slow model load, then the real one
+        entered.set()
+        release.wait(5)
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(loop, "_make_pipeline", slow_load)
     loop.start(background=True)
+    assert entered.wait(5)
+    cap, proc = loop.capture, loop._thread
+    assert cap is not None and proc is not None
+    threading.Timer(0.3, release.set).start()  # the load finishes while stop() waits
     loop.stop()
+    assert not proc.is_alive() and made
+    backend = made[0][0]
+    assert backend.session is None  # loaded after stop was asked, and closed
+    assert cap._thread is None  # the camera was never started
     assert loop._backend is None and loop._pipeline is None and loop._capture is None
-    live = [t.name for t in threading.enumerate() if t.name == "vbg-process" or t.name.startswith("vbg-capture")]
-    assert live == []
