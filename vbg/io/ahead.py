@@ -61,8 +61,12 @@ class Ahead(Generic[T]):
 
     def __iter__(self) -> Iterator[T]:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-            self._thread.start()
+            t = threading.Thread(target=self._run, name=self._name, daemon=True)
+            # kept only once started: a signal landing inside start() leaves nothing for close() to join
+            # (join() refuses a thread that has not said it started); one that did launch ends at its
+            # next item, since close() sets stop
+            t.start()
+            self._thread = t
         while True:
             item = self._q.get()
             if item is _END:

@@ -292,9 +292,9 @@ class VideoBackground(Background):
         self._size = size
         self._q = queue.Queue(maxsize=max(1, self.ahead))
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(size, self._q, self._stop),
-                                        name="vbg-bg-video", daemon=True)
-        self._thread.start()
+        t = threading.Thread(target=self._run, args=(size, self._q, self._stop), name="vbg-bg-video", daemon=True)
+        t.start()
+        self._thread = t  # only once started: see io.ahead.Ahead.__iter__
 
     def _run(self, size: tuple[int, int], q: queue.Queue[np.ndarray | BaseException],
              stop: threading.Event) -> None:
