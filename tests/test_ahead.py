@@ -63,3 +63,34 @@ def test_a_signal_inside_thread_start_leaves_close_working(monkeypatch: pytest.M
         time.sleep(0.02)
     assert not any(t.name == "t-ahead-sig" for t in threading.enumerate())  # a launched producer stops too
     assert len(made) < 10  # it stopped at once, not after making everything
+
+
+def test_a_stalled_producer_is_a_timeout_and_close_gives_up_when_asked() -> None:
+    def stalled() -> Iterator[int]:
+        yield 1
+        time.sleep(3)  # a decoder stuck on a file
+        yield 2
+
+    a = Ahead(stalled(), size=1, name="t-ahead-stall", wait=0.3)
+    it = iter(a)
+    assert next(it) == 1
+    with pytest.raises(TimeoutError, match="t-ahead-stall"):
+        next(it)
+    t0 = time.monotonic()
+    a.close(timeout=0.5)
+    assert time.monotonic() - t0 < 1.5  # bounded, though the producer is still inside its sleep
+
+
+def test_a_producer_stopped_half_way_releases_what_it_holds() -> None:
+    released = threading.Event()
+
+    def holding() -> Iterator[int]:
+        try:
+            yield from range(1000)
+        finally:
+            released.set()  # a `with` around a file, say
+
+    a = Ahead(holding(), size=1, name="t-ahead-hold")
+    assert next(iter(a)) == 0
+    a.close()
+    assert released.is_set()

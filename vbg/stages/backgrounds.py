@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import logging
 import math
-import queue
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -28,6 +28,7 @@ import numpy as np
 
 from ..assets import bundled_backgrounds
 from ..errors import VbgError
+from ..io.ahead import Ahead
 from ..io.decode import VideoFrames
 from ..io.files import IMAGE_EXTS, VIDEO_EXTS, check_file, decode_image, read_bytes
 from .preprocess import FramePyramid, shrink
@@ -253,9 +254,8 @@ class VideoBackground(Background):
         self.path = path
         self.ahead = ahead
         self._size: tuple[int, int] | None = None
-        self._q: queue.Queue[np.ndarray | BaseException] | None = None
-        self._stop: threading.Event | None = None
-        self._thread: threading.Thread | None = None
+        self._reader: Ahead[np.ndarray] | None = None
+        self._frames: Iterator[np.ndarray] | None = None
         self.loops = 0  # times playback wrapped around (for tests and logs)
 
     @classmethod
@@ -274,62 +274,39 @@ class VideoBackground(Background):
     def get(self, frame: np.ndarray, out: np.ndarray | None = None, *,
             pyramid: FramePyramid | None = None) -> np.ndarray:
         h, w = frame.shape[:2]
-        if self._thread is None or self._size != (w, h):
+        if self._frames is None or self._size != (w, h):
             self._start((w, h))
-        assert self._q is not None
+        assert self._frames is not None
         try:
-            item = self._q.get(timeout=30)
-        except queue.Empty:
-            item = TimeoutError("decoding stalled")
-        if isinstance(item, BaseException):
+            item = next(self._frames)
+        except (VbgError, av.FFmpegError, OSError, TimeoutError) as exc:  # TimeoutError: decoding stalled
             self._stop_thread()
-            raise VbgError(f"cannot read background video {self.path}: {item}",
+            raise VbgError(f"cannot read background video {self.path}: {exc}",
                            "check that the file is a playable video") from None
         return _into(item, out)
 
     def _start(self, size: tuple[int, int]) -> None:
         self._stop_thread()
         self._size = size
-        self._q = queue.Queue(maxsize=max(1, self.ahead))
-        self._stop = threading.Event()
-        t = threading.Thread(target=self._run, args=(size, self._q, self._stop), name="vbg-bg-video", daemon=True)
-        t.start()
-        self._thread = t  # only once started: see io.ahead.Ahead.__iter__
+        stop = threading.Event()
+        self._reader = Ahead(self._looped(size, stop), size=self.ahead, name="vbg-bg-video", stop=stop, wait=30.0)
+        self._frames = iter(self._reader)
 
-    def _run(self, size: tuple[int, int], q: queue.Queue[np.ndarray | BaseException],
-             stop: threading.Event) -> None:
+    def _looped(self, size: tuple[int, int], stop: threading.Event) -> Iterator[np.ndarray]:
         w, h = size
-
-        def put(item: np.ndarray | BaseException) -> bool:
-            while not stop.is_set():
-                try:
-                    q.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        try:
-            while not stop.is_set():
-                with VideoFrames(self.path, what="background") as video:
-                    for img, _ in video:
-                        if not put(cover_fit(img, w, h)):
-                            return
-                self.loops += 1
-        except (VbgError, av.FFmpegError, OSError) as exc:  # reported to the caller on its next get()
-            put(exc)
+        while not stop.is_set():  # (a file that yields no frames would otherwise spin here)
+            with VideoFrames(self.path, what="background") as video:
+                for img, _ in video:
+                    yield cover_fit(img, w, h)
+            self.loops += 1
 
     def _stop_thread(self) -> None:
-        if self._stop is not None:
-            self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._thread = None
-        self._stop = None
+        if self._reader is not None:
+            self._reader.close(timeout=5)
+        self._reader = self._frames = None
 
     def close(self) -> None:
         self._stop_thread()
-        self._q = None
 
 
 def _into(img: np.ndarray, out: np.ndarray | None) -> np.ndarray:
