@@ -1,26 +1,45 @@
 #!/bin/bash
-# Ablation pair for the model card: the full recipe against the same without the negative pool, from
-# scratch, seed 0, side by side on one machine (1 thread each, the same 36-minute wall-clock budget), then
-# both on the test split with the peer (reported only: nothing is chosen on it). Needs vbg[train] and ../shared.
-#   bash benchmarks/ablation_pair.sh      # writes runs/abl-*, runs/abl-test.md
+# Ablation pair for the model card: two variants of the recipe, from scratch, seed 0, side by side on one
+# machine (1 thread each, the same 36-minute wall-clock budget), then both on the test split with the peer
+# (reported only: nothing is chosen on it). Needs vbg[train] and ../shared.
+#   bash benchmarks/ablation_pair.sh all no-negatives     # writes runs/abl-<name>/, runs/abl-test-<a>-<b>.md
+# Variants: all, no-negatives, no-paste, no-teachers, no-mining, labelled-only; all-seed1 (the same recipe, a
+# second seed: the noise between runs) and bg-hue (background recolouring added). A removed pool is dropped
+# from the default mix (labelled=0.5,negative=0.15,paste=0.15,teacher=0.2) and the rest keep their ratios.
 set -e
 cd "$(dirname "$0")/.."
-mkdir -p runs
+[ $# -eq 2 ] || { echo "usage: $0 VARIANT VARIANT" >&2; exit 2; }
+mkdir -p runs/abl-export
 S=../shared/data
-COMMON=(--data $S/person-seg --arch unet-lite-m --size 256x144 --size 288x160 --size 224x224 --val-size 288x160
+BASE=(--data $S/person-seg --arch unet-lite-m --size 256x144 --size 288x160 --size 224x224 --val-size 288x160
   --negatives $S/scenes/indoor --negatives $S/copy-paste/scenes --cutouts $S/copy-paste/people
-  --distill "$S/unlabelled/streets/part_B-*" --distill ../shared/videos/webcam
-  --teacher benchmarks/peers/mediapipe_selfie.json --teacher benchmarks/peers/mediapipe_landscape.json
   --lr 2e-3 --epochs 2000 --max-minutes 36 --seed 0 --threads 1 --workers 1 --no-progress)
-python -m vbg train --out runs/abl-all "${COMMON[@]}" > runs/abl-all.log 2>&1 &
-python -m vbg train --out runs/abl-no-negatives "${COMMON[@]}" --mix labelled=0.5,paste=0.15,teacher=0.2 \
-  > runs/abl-no-negatives.log 2>&1 &
+TEACH=(--distill "$S/unlabelled/streets/part_B-*" --distill ../shared/videos/webcam
+  --teacher benchmarks/peers/mediapipe_selfie.json --teacher benchmarks/peers/mediapipe_landscape.json)
+variant() {  # sets EXTRA to the extra arguments of one variant
+  case $1 in
+    all) EXTRA=("${TEACH[@]}") ;;
+    no-negatives) EXTRA=("${TEACH[@]}" --mix labelled=0.5,paste=0.15,teacher=0.2) ;;
+    no-paste) EXTRA=("${TEACH[@]}" --mix labelled=0.5,negative=0.15,teacher=0.2) ;;
+    no-teachers) EXTRA=() ;;  # no --distill: the teacher pool has no data and drops out
+    no-mining) EXTRA=("${TEACH[@]}" --mine-every 0) ;;
+    labelled-only) EXTRA=(--mix labelled=1) ;;
+    all-seed1) EXTRA=("${TEACH[@]}" --seed 1) ;;  # the run-to-run noise of the recipe itself
+    bg-hue) EXTRA=("${TEACH[@]}" --augment '{"bg_hue_p": 0.3}') ;;  # an addition, not an ablation
+    *) echo "unknown variant $1" >&2; exit 2 ;;
+  esac
+}
+for v in "$1" "$2"; do variant "$v"; done
+for v in "$1" "$2"; do
+  variant "$v"
+  python -m vbg train --out "runs/abl-$v" "${BASE[@]}" "${EXTRA[@]}" > "runs/abl-$v.log" 2>&1 &
+done
 wait
 echo "$(date -u +%H:%M) trained"
-mkdir -p runs/abl-export
-for r in abl-all abl-no-negatives; do
-  python -m vbg export runs/$r/best.pt --size 288x160 --out runs/abl-export/$r.onnx --no-fp16 --description "$r" >> runs/abl-export/export.log 2>&1
+for v in "$1" "$2"; do
+  python -m vbg export "runs/abl-$v/best.pt" --size 288x160 --out "runs/abl-export/abl-$v.onnx" --no-fp16 \
+    --description "abl-$v" >> runs/abl-export/export.log 2>&1
 done
-python benchmarks/bench_models.py --model runs/abl-export/abl-all.json --model runs/abl-export/abl-no-negatives.json \
-  --json runs/abl-test.json > runs/abl-test.md 2> runs/abl-test.log
+python benchmarks/bench_models.py --model "runs/abl-export/abl-$1.json" --model "runs/abl-export/abl-$2.json" \
+  --json "runs/abl-test-$1-$2.json" > "runs/abl-test-$1-$2.md" 2> "runs/abl-test-$1-$2.log"
 echo "$(date -u +%H:%M) test table rc=$?"

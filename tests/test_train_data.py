@@ -195,7 +195,7 @@ def test_training_with_every_pool_records_people_free_figures(tmp_path) -> None:
                       val_size=(64, 48), batch=4, epochs=3, lr=1e-2, workers=0, ema=0.0, mine_every=1,
                       mix={"labelled": 0.5, "negative": 0.2, "paste": 0.1, "teacher": 0.2},
                       augment={"paste_p": 0.0, "whole_p": 1.0, "rotate": 0.0, "color_p": 0.0, "blur_p": 0.0,
-                               "noise_p": 0.0, "jpeg_p": 0.0})
+                               "noise_p": 0.0, "jpeg_p": 0.0, "bg_hue_p": 0.5})  # recolouring in every pool
     res = train(cfg, labelled[:20], labelled[20:], negatives=negatives, teacher=soft,
                 cutouts=cutouts_from_samples(labelled[:20]), val_negatives=val_neg or negatives[:4], progress=False)
     rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
@@ -229,3 +229,35 @@ def test_compose_copes_with_any_cutout_shape() -> None:
         size = (256, 144) if i % 2 else (144, 256)
         img, mask = compose(bg, cuts, size, rng)
         assert img.shape == (size[1], size[0], 3) and mask.shape == (size[1], size[0])
+
+
+def test_background_recolouring_turns_the_background_and_keeps_the_person() -> None:
+    """Against the colour shortcut: the background's hue turns (a blue room can become red), the person's does not."""
+    from vbg.train.augment import AugmentConfig, make_example, recolour_background
+
+    f, gt = disc_frame(96, 72, 40, 30, 15)
+    mask = np.where(gt, 255, 0).astype(np.uint8)
+    hue = lambda img: cv2.cvtColor(img, cv2.COLOR_BGR2HSV)[..., 0].astype(int)  # noqa: E731
+    outside = cv2.dilate(mask, np.ones((7, 7), np.uint8)) == 0  # clear of the soft edge
+    turned = set()
+    for seed in range(20):
+        out = recolour_background(f, mask, np.random.default_rng(seed))
+        assert out.shape == f.shape and out.dtype == np.uint8
+        assert np.array_equal(out[gt], f[gt])  # the labelled person keeps its exact colours
+        d = np.abs(hue(out)[outside] - hue(f)[outside])
+        d = np.minimum(d, 180 - d)  # hue is circular (0..179)
+        assert 12 <= np.median(d) <= 78  # turned by 30-150 degrees, never left alone
+        turned.add(int(np.median(hue(out)[outside])))
+    assert len(turned) >= 8  # many different background colours, not one
+    room = np.full((40, 60, 3), BACKGROUND_BGR, np.uint8)
+    assert not np.array_equal(recolour_background(room, np.zeros((40, 60), np.uint8), np.random.default_rng(0)), room)
+
+    # in training: off by default and draw-free, so the default recipe's examples do not change
+    s = [Sample(f, mask, "a/1"), Sample(f, mask, "a/2")]
+    a = make_example(s, 0, (64, 48), np.random.default_rng(3), AugmentConfig())
+    b = make_example(s, 0, (64, 48), np.random.default_rng(3), AugmentConfig(bg_hue_p=0.0))
+    assert all(np.array_equal(x, y) for x, y in zip(a[:2], b[:2]))
+    on = make_example(s, 0, (64, 48), np.random.default_rng(3), AugmentConfig(bg_hue_p=1.0, color_p=0.0,
+                                                                                 noise_p=0.0, jpeg_p=0.0, blur_p=0.0))
+    bg = on[1] == 0
+    assert np.abs(hue(on[0])[bg] - hue(np.full((1, 1, 3), BACKGROUND_BGR, np.uint8))[0, 0]).mean() > 10

@@ -5,7 +5,9 @@ rotation, head-and-torso framing of full-body photos, zoom-out for
 far-field people). Photometry: exposure, contrast, gamma, white balance,
 saturation, blur, sensor noise, JPEG artefacts. Copy-paste: the labelled
 person of one image composited onto another image, so a few hundred
-labelled images make many more scenes.
+labelled images make many more scenes. Background recolouring (off by
+default): the hue of everything but the person turned, so red and
+skin-coloured objects appear where the label says background.
 
 Everything runs on uint8 with OpenCV, so a CPU core keeps up with training.
 """
@@ -34,6 +36,7 @@ class AugmentConfig:
     blur_p: float = 0.2
     noise_p: float = 0.3
     jpeg_p: float = 0.3
+    bg_hue_p: float = 0.0  # turn the background's hue (labelled and people-free images): against the colour shortcut
 
 
 def _crop_box(rng: np.random.Generator, w: int, h: int, out_aspect: float, cfg: AugmentConfig,
@@ -147,6 +150,22 @@ def photometric(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -
     return x
 
 
+def recolour_background(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``img`` (BGR uint8) with the hue of its background turned by 30-150 degrees and its saturation
+    scaled; the person (``mask`` 0..255, person = high) keeps its colours, blended over a soft edge."""
+    hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV)
+    shift = int(rng.integers(15, 76)) * (1 if rng.random() < 0.5 else -1)  # OpenCV hue is 0..179
+    hsv[..., 0] = ((hsv[..., 0].astype(np.int16) + shift) % 180).astype(np.uint8)
+    sat = rng.uniform(0.8, 1.6)  # often stronger: saturated red objects are the failure case
+    hsv[..., 1] = np.clip(hsv[..., 1].astype(np.float32) * sat, 0, 255).astype(np.uint8)
+    turned = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
+    if not mask.any():
+        return turned
+    keep = cv2.GaussianBlur(mask, (5, 5), 0).astype(np.float32)[..., None] / 255.0
+    keep = np.maximum(keep, (mask > 127)[..., None])  # the labelled person keeps its exact colours
+    return (img * keep + turned * (1.0 - keep)).round().astype(np.uint8)
+
+
 def make_example(samples: list[Sample], index: int, size: tuple[int, int], rng: np.random.Generator,
                  cfg: AugmentConfig, num_classes: int = 1
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -162,6 +181,8 @@ def make_example(samples: list[Sample], index: int, size: tuple[int, int], rng: 
         if not other.soft:
             # paste this sample's person onto the other image (its own person stays labelled)
             img, mask = copy_paste(other.image, other.mask, img, mask, rng)
+    if cfg.bg_hue_p and num_classes == 1 and not s.soft and rng.random() < cfg.bg_hue_p:  # no draw when off
+        img = recolour_background(img, mask, rng)
     tall = img.shape[0] > 1.3 * img.shape[1] and mask.any()
     img, mask, weight = warp(img, mask, size, rng, cfg, tall_person=tall, nearest_mask=num_classes > 1,
                              weight=s.weight)

@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import VbgError
 from ..spec import oriented_size
-from .augment import AugmentConfig, make_example, photometric
+from .augment import AugmentConfig, make_example, photometric, recolour_background
 from .data import Sample
 from .losses import SegLoss
 from .models import build_model
@@ -125,6 +125,8 @@ class AugmentedSet(Dataset):
         if pool == "paste":
             scenes = self.pools["negative"]
             bg = scenes[int(rng.integers(len(scenes)))].image
+            if self.aug.bg_hue_p and rng.random() < self.aug.bg_hue_p:  # no draw when off: the stream stays
+                bg = recolour_background(bg, np.zeros(bg.shape[:2], np.uint8), rng)
             img, mask = compose(bg, self.cutouts, (w, h), rng)
             img, weight = photometric(img, rng, self.aug), None
         else:
