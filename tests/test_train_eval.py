@@ -7,7 +7,7 @@ import json
 import cv2
 import numpy as np
 import pytest
-from conftest import disc_frame
+from conftest import ROOT, disc_frame
 
 from vbg.train.metrics import boundary_f, iou, mae
 
@@ -84,3 +84,24 @@ def test_eval_cli_bad_folder(tmp_path, red_model, capsys) -> None:
     rc = main(["eval", "--data", str(tmp_path / "nope"), "--model", str(red_model)])
     assert rc == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_ablation_table_sets_each_variant_beside_the_full_recipe(tmp_path) -> None:
+    """benchmarks/ablation_table.py: the card's table from bench_models' JSON files, differences against abl-all."""
+    import subprocess
+    import sys
+
+
+    def row(name: str, iou: float, free: float) -> dict:
+        return {"model": name, "iou": iou, "boundary_f": 0.5, "free_area": free, "free_over_1": 2 * free,
+                "iou_by_source": {"ccp": iou, "hs": iou - 0.1, "pennfudan": iou - 0.2}}
+
+    peer = row("mediapipe-selfie", 0.88, 0.0003)
+    (tmp_path / "a.json").write_text(json.dumps([row("abl-all", 0.78, 0.0366), row("abl-no-x", 0.77, 0.0987), peer]))
+    (tmp_path / "b.json").write_text(json.dumps([row("abl-no-y", 0.7844, 0.0299), peer]))
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ablation_table.py"), str(tmp_path / "a.json"),
+                        str(tmp_path / "b.json")], capture_output=True, text=True, check=True)
+    lines = r.stdout.splitlines()
+    assert [ln.split(" | ")[0] for ln in lines[2:]] == ["| abl-all", "| abl-no-x", "| abl-no-y", "| mediapipe-selfie"]
+    assert "| 0.7700 (-0.0100) |" in lines[3] and "| 9.87 % (+6.21) | 19.7 % (+12.4) |" in lines[3]
+    assert "0.7844 (+0.0044)" in lines[4] and "(" not in lines[2] + lines[5]
