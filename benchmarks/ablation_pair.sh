@@ -2,7 +2,7 @@
 # Ablation pair for the model card: two variants of the recipe, from scratch, seed 0, side by side on one
 # machine (1 thread each, the same 36-minute wall-clock budget), then both on the test split with the peer
 # (reported only: nothing is chosen on it). Needs vbg[train] and ../shared.
-#   bash benchmarks/ablation_pair.sh all no-negatives     # writes runs/abl-<name>/, runs/abl-test-<a>-<b>.md
+#   bash benchmarks/ablation_pair.sh all no-negatives     # (re)writes runs/abl-<name>/, runs/abl-test-<a>-<b>.md
 # Variants: all, no-negatives, no-paste, no-teachers, no-mining, labelled-only; all-seed1 (the same recipe, a
 # second seed: the noise between runs) and bg-hue (background recolouring added). A removed pool is dropped
 # from the default mix (labelled=0.5,negative=0.15,paste=0.15,teacher=0.2) and the rest keep their ratios.
@@ -30,16 +30,24 @@ variant() {  # sets EXTRA to the extra arguments of one variant
   esac
 }
 for v in "$1" "$2"; do variant "$v"; done
+[ "$1" != "$2" ] || { echo "the two variants must differ" >&2; exit 2; }
+pids=()
 for v in "$1" "$2"; do
   variant "$v"
+  rm -rf "runs/abl-$v"  # a fresh run: a failed one must not leave an old best.pt to be benchmarked
   python -m vbg train --out "runs/abl-$v" "${BASE[@]}" "${EXTRA[@]}" > "runs/abl-$v.log" 2>&1 &
+  pids+=($!)
 done
-wait
+for i in 0 1; do
+  wait "${pids[$i]}" || { echo "training failed: see runs/abl-${*:$((i + 1)):1}.log" >&2; wait; exit 1; }
+done
 echo "$(date -u +%H:%M) trained"
 for v in "$1" "$2"; do
   python -m vbg export "runs/abl-$v/best.pt" --size 288x160 --out "runs/abl-export/abl-$v.onnx" --no-fp16 \
     --description "abl-$v" >> runs/abl-export/export.log 2>&1
 done
+rc=0
 python benchmarks/bench_models.py --model "runs/abl-export/abl-$1.json" --model "runs/abl-export/abl-$2.json" \
-  --json "runs/abl-test-$1-$2.json" > "runs/abl-test-$1-$2.md" 2> "runs/abl-test-$1-$2.log"
-echo "$(date -u +%H:%M) test table rc=$?"
+  --json "runs/abl-test-$1-$2.json" > "runs/abl-test-$1-$2.md" 2> "runs/abl-test-$1-$2.log" || rc=$?
+echo "$(date -u +%H:%M) test table rc=$rc"
+exit $rc

@@ -23,7 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     rows: dict[str, dict] = {}
     for f in args.json:
         for r in json.loads(f.read_text()):
-            rows.setdefault(r["model"], r)  # the peer appears in every file with the same quality figures
+            seen = rows.setdefault(r["model"], r)  # the peer appears in every file, with the same quality figures
+            if seen is not r and (seen["iou"], seen["free_area"]) != (r["iou"], r["free_area"]):
+                p.error(f"{r['model']} has different figures in two files: pass the files of one split")
     ref = rows[args.reference]
     cols = ["mean IoU", *SOURCES, "boundary F", "people-free area", "rooms > 1 %"]
     print("| run | " + " | ".join(cols) + " |")

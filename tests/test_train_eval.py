@@ -91,7 +91,6 @@ def test_ablation_table_sets_each_variant_beside_the_full_recipe(tmp_path) -> No
     import subprocess
     import sys
 
-
     def row(name: str, iou: float, free: float) -> dict:
         return {"model": name, "iou": iou, "boundary_f": 0.5, "free_area": free, "free_over_1": 2 * free,
                 "iou_by_source": {"ccp": iou, "hs": iou - 0.1, "pennfudan": iou - 0.2}}
@@ -105,3 +104,7 @@ def test_ablation_table_sets_each_variant_beside_the_full_recipe(tmp_path) -> No
     assert [ln.split(" | ")[0] for ln in lines[2:]] == ["| abl-all", "| abl-no-x", "| abl-no-y", "| mediapipe-selfie"]
     assert "| 0.7700 (-0.0100) |" in lines[3] and "| 9.87 % (+6.21) | 19.7 % (+12.4) |" in lines[3]
     assert "0.7844 (+0.0044)" in lines[4] and "(" not in lines[2] + lines[5]
+    (tmp_path / "c.json").write_text(json.dumps([row("mediapipe-selfie", 0.90, 0.0003)]))  # another split's peer
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ablation_table.py"), str(tmp_path / "a.json"),
+                        str(tmp_path / "c.json")], capture_output=True, text=True)
+    assert r.returncode == 2 and "mediapipe-selfie has different figures in two files" in r.stderr
