@@ -262,7 +262,8 @@ def test_real_process_prints_exactly_one_line(work: Path, red_model: Path) -> No
 
 def test_ctrl_c_in_a_real_process_leaves_nothing(work: Path, red_model: Path, tmp_path_factory:
                                                  pytest.TempPathFactory) -> None:
-    src = make_clip(tmp_path_factory.mktemp("long") / "long.mp4", width=320, height=240, frames=900, audio=None)  # long enough that the signal lands mid-way, even under load
+    # long enough that the signal lands mid-way, even under load
+    src = make_clip(tmp_path_factory.mktemp("long") / "long.mp4", width=320, height=240, frames=900, audio=None)
     out_dir = work / "out"
     out_dir.mkdir()
     p = _subprocess("-i", src, "-o", out_dir / "o.mp4", "--model", red_model, "--batch", "1")

@@ -150,16 +150,20 @@ def photometric(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -
     return x
 
 
-def recolour_background(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``img`` (BGR uint8) with the hue of its background turned by 30-150 degrees and its saturation
-    scaled; the person (``mask`` 0..255, person = high) keeps its colours, blended over a soft edge."""
+def recolour_background(img: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator,
+                        p: float = 1.0) -> np.ndarray:
+    """With chance ``p``, ``img`` (BGR uint8) with the hue of its background turned by 30-150 degrees and
+    its saturation scaled; the person (``mask`` 0..255, person = high; None: no person) keeps its colours,
+    blended over a soft edge. ``p`` = 0 draws nothing, so a recipe without it keeps its random stream."""
+    if p <= 0 or rng.random() >= p:
+        return img
     hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV)
     shift = int(rng.integers(15, 76)) * (1 if rng.random() < 0.5 else -1)  # OpenCV hue is 0..179
     hsv[..., 0] = ((hsv[..., 0].astype(np.int16) + shift) % 180).astype(np.uint8)
     sat = rng.uniform(0.8, 1.6)  # often stronger: saturated red objects are the failure case
     hsv[..., 1] = np.clip(hsv[..., 1].astype(np.float32) * sat, 0, 255).astype(np.uint8)
     turned = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
-    if not mask.any():
+    if mask is None or not mask.any():
         return turned
     keep = cv2.GaussianBlur(mask, (5, 5), 0).astype(np.float32)[..., None] / 255.0
     keep = np.maximum(keep, (mask > 127)[..., None])  # the labelled person keeps its exact colours
@@ -181,8 +185,8 @@ def make_example(samples: list[Sample], index: int, size: tuple[int, int], rng: 
         if not other.soft:
             # paste this sample's person onto the other image (its own person stays labelled)
             img, mask = copy_paste(other.image, other.mask, img, mask, rng)
-    if cfg.bg_hue_p and num_classes == 1 and not s.soft and rng.random() < cfg.bg_hue_p:  # no draw when off
-        img = recolour_background(img, mask, rng)
+    if num_classes == 1 and not s.soft:
+        img = recolour_background(img, mask, rng, cfg.bg_hue_p)
     tall = img.shape[0] > 1.3 * img.shape[1] and mask.any()
     img, mask, weight = warp(img, mask, size, rng, cfg, tall_person=tall, nearest_mask=num_classes > 1,
                              weight=s.weight)

@@ -125,9 +125,7 @@ class AugmentedSet(Dataset):
         if pool == "paste":
             scenes = self.pools["negative"]
             bg = scenes[int(rng.integers(len(scenes)))].image
-            if self.aug.bg_hue_p and rng.random() < self.aug.bg_hue_p:  # no draw when off: the stream stays
-                bg = recolour_background(bg, np.zeros(bg.shape[:2], np.uint8), rng)
-            img, mask = compose(bg, self.cutouts, (w, h), rng)
+            img, mask = compose(recolour_background(bg, None, rng, self.aug.bg_hue_p), self.cutouts, (w, h), rng)
             img, weight = photometric(img, rng, self.aug), None
         else:
             img, mask, weight = make_example(self.pools[pool], i, (w, h), rng, self.aug, self.cfg.num_classes)
