@@ -264,3 +264,19 @@ def test_background_recolouring_turns_the_background_and_keeps_the_person() -> N
                                                                                  noise_p=0.0, jpeg_p=0.0, blur_p=0.0))
     bg = on[1] == 0
     assert np.abs(hue(on[0])[bg] - hue(np.full((1, 1, 3), BACKGROUND_BGR, np.uint8))[0, 0]).mean() > 10
+
+
+def test_decoding_bar_follows_no_progress(tmp_path, capsys) -> None:
+    """`vbg train --no-progress` writes logs, not a progress bar, while the data decodes."""
+    from vbg.train.datasets import load_dataset
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for i in range(3):
+        img, mask = disc_frame(64, 48, 32, 24, 12, seed=i)
+        cv2.imwrite(str(tmp_path / "images" / f"{i}.jpg"), img)
+        cv2.imwrite(str(tmp_path / "masks" / f"{i}.png"), mask.astype(np.uint8) * 255)
+    for progress in (True, False):
+        splits = load_dataset("folder", [tmp_path], val_percent=0, test_percent=0, progress=progress)
+        assert len(splits["train"]) == 3
+        assert ("decoding" in capsys.readouterr().err) is progress

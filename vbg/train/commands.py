@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
     num_classes = 3 if args.format == "pet" and args.classes == 1 else args.classes
     splits = load_dataset(args.format, [Path(d) for d in args.data], num_classes=num_classes,
                           val_percent=args.val_percent, max_side=args.max_side, coco_json=args.coco_json,
-                          test_percent=args.test_percent)
+                          test_percent=args.test_percent, progress=not args.no_progress)
     train_s, val_s = splits["train"], splits["val"]
     negative_dirs = [Path(d) for d in args.negatives]
     negatives = load_negatives(negative_dirs, "train", args.max_side) if negative_dirs else []

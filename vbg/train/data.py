@@ -158,11 +158,12 @@ class Sample:
         return self.key.split("/", 1)[0]
 
 
-def load_samples(pairs: list[Pair], max_side: int | None = 400, num_classes: int = 1) -> list[Sample]:
+def load_samples(pairs: list[Pair], max_side: int | None = 400, num_classes: int = 1,
+                 progress: bool = True) -> list[Sample]:
     from tqdm import tqdm
 
     out = []
-    for p in tqdm(pairs, desc="decoding", unit="img", leave=False, mininterval=2.0):
+    for p in tqdm(pairs, desc="decoding", unit="img", leave=False, mininterval=2.0, disable=not progress):
         img, mask = load_pair(p, max_side, num_classes)
         out.append(Sample(img, mask, p.key))
     return out

@@ -94,12 +94,12 @@ def load_coco(root: Path, ann_file: Path | None, max_side: int | None) -> list[S
 
 def load_dataset(fmt: str, roots: list[Path], num_classes: int = 1, val_percent: float = 15.0,
                  max_side: int | None = 400, coco_json: str | None = None,
-                 test_percent: float = 15.0) -> dict[str, list[Sample]]:
+                 test_percent: float = 15.0, progress: bool = True) -> dict[str, list[Sample]]:
     """``{"train": [...], "val": [...], "test": [...]}``, split by file name (:func:`split_of`)."""
     samples: list[Sample] = []
     for root in roots:
         if fmt == "folder":
-            samples += load_samples(find_pairs(root), max_side, num_classes)
+            samples += load_samples(find_pairs(root), max_side, num_classes, progress)
         elif fmt == "pet":
             samples += load_pet(pet_pairs(root), max_side)
         elif fmt == "coco":
