@@ -14,7 +14,7 @@ import av
 import numpy as np
 from conftest import disc_frame
 
-CONTAINER_FORMATS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
+CONTAINER_FORMATS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".ts": "mpegts"}
 
 
 def disc_centre(i: int, n: int, w: int, h: int) -> tuple[float, float]:

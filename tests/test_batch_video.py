@@ -178,6 +178,27 @@ def test_odd_frame_size_is_kept_exactly(red_model: Path, tmp_path: Path,
     assert np.abs(frame[outside].mean(axis=0) - BG_BGR).max() < 12
 
 
+def test_a_frame_size_change_midway_is_scaled_to_the_first_size(red_model: Path, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Concatenated MPEG-TS clips (and broadcast captures) change resolution mid-stream; the output keeps the
+    first size, as players show it, with every frame and a warning, not a traceback."""
+    a = make_clip(tmp_path / "a.ts", frames=6, audio=None)
+    b = make_clip(tmp_path / "b.ts", width=W // 2, height=H // 2, frames=6, audio=None)
+    src = tmp_path / "joined.ts"
+    src.write_bytes(a.read_bytes() + b.read_bytes())
+    dst = tmp_path / "o.mp4"
+    code, _, err = cli(capsys, "-i", src, "-o", dst, "--bg", BG_ARG, "--model", red_model)
+    assert code == 0, err
+    assert "frame size changes at frame 6 (160x120)" in err
+    res = probe(dst)
+    assert (res.width, res.height) == (W, H) and len(res.frames) == 12
+    for i in (2, 9):  # one frame of each part: the disc where that part had it, scaled
+        inside, outside = regions(i % 6, 6)
+        frame = res.frames[i].astype(np.float32)
+        assert np.abs(frame[inside].mean(axis=0) - PERSON_BGR).max() < 15
+        assert np.abs(frame[outside].mean(axis=0) - BG_BGR).max() < 12
+
+
 def _check_alpha(alpha: np.ndarray, i: int, n: int = N) -> None:
     inside, outside = regions(i, n)
     assert alpha[inside].mean() > 245 and alpha[outside].mean() < 10

@@ -267,6 +267,8 @@ class VideoDecoder:
         rate = v.average_rate or v.guessed_rate
         step = max(1, round(1 / (rate * self._time_base))) if rate else 1
         index, last_pts = 0, None
+        size: tuple[int, ...] | None = None
+        resized = False
         t0 = time.perf_counter()
         try:
             for packet in self._container.demux(streams):
@@ -289,6 +291,15 @@ class VideoDecoder:
                     if index == 0:
                         self._rotation = rotation_of(f)
                     img = upright(f, self._rotation)
+                    if size is None:
+                        size = img.shape[:2]
+                    elif img.shape[:2] != size:  # resolution changed mid-stream: scale to the first, like players
+                        if not resized:
+                            log.warning("%s: the frame size changes at frame %d (%dx%d); scaling to the first "
+                                        "frame's %dx%d", self.path.name, index, img.shape[1], img.shape[0],
+                                        size[1], size[0])
+                        resized = True
+                        img = cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_AREA)
                     pts = f.pts
                     if pts is None:
                         pts = index * step if last_pts is None else last_pts + step
