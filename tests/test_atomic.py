@@ -72,3 +72,53 @@ def test_a_colliding_name_is_skipped_and_left_alone(tmp_path: Path, monkeypatch:
         raise RuntimeError
     assert theirs.read_bytes() == b"someone else's"
     assert [p.name for p in tmp_path.iterdir()] == [theirs.name]
+
+
+def _sequence(folder: Path, n: int, text: str) -> None:
+    folder.mkdir(exist_ok=True)
+    for i in range(1, n + 1):
+        (folder / f"{i:03d}.png").write_text(f"{text}{i}")
+
+
+def _is_frame(name: str) -> bool:
+    return name[:3].isdigit() and name.endswith(".png")
+
+
+def test_a_shorter_sequence_replaces_all_of_a_longer_one_and_keeps_other_files(tmp_path: Path) -> None:
+    final = tmp_path / "frames"
+    _sequence(final, 5, "old")
+    (final / "notes.txt").write_text("mine")
+    with atomic_folder(final, overwrite=True, owns=_is_frame) as tmp:
+        _sequence(tmp, 3, "new")
+    assert sorted(p.name for p in final.iterdir()) == ["001.png", "002.png", "003.png", "notes.txt"]
+    assert [(final / f"{i:03d}.png").read_text() for i in (1, 2, 3)] == ["new1", "new2", "new3"]
+
+
+def test_without_overwrite_any_old_frame_is_refused_and_left_alone(tmp_path: Path) -> None:
+    final = tmp_path / "frames"
+    (final).mkdir()
+    (final / "007.png").write_text("old7")  # not a name the new run writes
+    with pytest.raises(atomic.VbgError, match="007.png already exists"), atomic_folder(final, owns=_is_frame) as tmp:
+        _sequence(tmp, 3, "new")
+    assert [p.name for p in final.iterdir()] == ["007.png"] and (final / "007.png").read_text() == "old7"
+
+
+@pytest.mark.parametrize("fail", [KeyboardInterrupt, OSError])
+def test_an_interrupted_merge_puts_the_old_sequence_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         fail: type[BaseException]) -> None:
+    final = tmp_path / "frames"
+    _sequence(final, 5, "old")
+    real, calls = os.replace, []
+
+    def replace(src: object, dst: object) -> None:
+        calls.append(src)
+        if len(calls) == 7:  # the five old frames went aside, one new frame went in
+            raise fail()
+        real(src, dst)
+
+    with pytest.raises(fail), atomic_folder(final, overwrite=True, owns=_is_frame) as tmp:
+        _sequence(tmp, 3, "new")
+        monkeypatch.setattr(atomic.os, "replace", replace)
+    monkeypatch.undo()
+    assert sorted(p.name for p in final.iterdir()) == [f"{i:03d}.png" for i in range(1, 6)]
+    assert [(final / f"{i:03d}.png").read_text() for i in range(1, 6)] == [f"old{i}" for i in range(1, 6)]

@@ -250,6 +250,22 @@ def test_alpha_png_sequence_into_a_folder(clip: Path, red_model: Path, tmp_path:
     assert code == 0 and len(list((tmp_path / "seq").glob("f_0[0-9][0-9].png"))) == N
 
 
+def test_a_png_sequence_over_an_older_longer_one(red_model: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Without -y, old frames are refused; with it, a shorter run replaces the whole sequence, so a later
+    ``ffmpeg -i frames/%06d.png`` does not pick up the old run's tail."""
+    out_dir = tmp_path / "frames"
+    seq = f"{out_dir}/%06d.png"
+    long_clip, short_clip = make_clip(tmp_path / "long.mp4", frames=8), make_clip(tmp_path / "short.mp4", frames=3)
+    assert cli(capsys, "-i", long_clip, "-o", seq, "--model", red_model)[0] == 0
+    (out_dir / "notes.txt").write_text("mine")
+    code, _, err = cli(capsys, "-i", short_clip, "-o", seq, "--model", red_model)
+    assert code == 2 and "already holds frames" in err and "-y" in err and len(err.strip().splitlines()) == 1
+    assert len(list(out_dir.glob("*.png"))) == 8
+    assert cli(capsys, "-i", short_clip, "-o", seq, "--model", red_model, "-y")[0] == 0
+    assert sorted(p.name for p in out_dir.iterdir()) == ["000001.png", "000002.png", "000003.png", "notes.txt"]
+
+
 def test_a_folder_as_output_of_one_video_gets_the_video_with_its_audio(
         clip: Path, red_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``-o results/`` writes results/<name>.vbg.mp4, as an image or a folder input would: not PNG frames

@@ -171,9 +171,11 @@ def _safe_target(kind: SinkKind, dst: Path, overwrite: bool) -> Iterator[Path]:
             yield tmp
     elif kind.output == "folder":
         folder, pattern = sequence_pattern(dst)
-        if (folder / (pattern % 1)).exists() and not overwrite:
-            raise VbgError(f"{folder / (pattern % 1)} already exists", "use -y to overwrite, or choose another --output")
-        with atomic_folder(folder, overwrite=overwrite) as tmp:
+        frames = sequence_regex(pattern)
+        if not overwrite and folder.is_dir() and any(frames.fullmatch(n) for n in os.listdir(folder)):
+            raise VbgError(f"{folder} already holds frames named like {pattern % 1}",
+                           "use -y to replace them, or choose another --output")
+        with atomic_folder(folder, overwrite=overwrite, owns=lambda n: frames.fullmatch(n) is not None) as tmp:
             yield tmp / pattern
     else:
         yield dst

@@ -15,7 +15,7 @@ import logging
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import VbgError
@@ -167,15 +167,20 @@ def atomic_output(final: Path, *, overwrite: bool = False) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_folder(final: Path, *, overwrite: bool = False) -> Iterator[Path]:
+def atomic_folder(final: Path, *, overwrite: bool = False,
+                  owns: Callable[[str], bool] | None = None) -> Iterator[Path]:
     """Yield a temporary folder; on success its files end up in ``final``.
 
     A new ``final`` is built beside it and renamed into place in one step, so
-    it appears complete or not at all. An existing ``final`` (its files are
-    kept; one of the same name as a new one is replaced only with
-    ``overwrite``) gets the temporary folder inside it, so the moves stay on
-    one file system even when ``final`` is a mount point, and only ``final``
-    itself needs to be writable. Used for PNG sequences.
+    it appears complete or not at all. An existing ``final`` gets the
+    temporary folder inside it, so the moves stay on one file system even
+    when ``final`` is a mount point, and only ``final`` itself needs to be
+    writable; its other files are kept. ``owns(name)`` says which of its
+    files belong to the output (a PNG sequence's frames): without
+    ``overwrite`` any of them is refused, with it they are all replaced, so
+    a shorter sequence leaves no frames of an older, longer one. The old
+    files are moved aside first and put back if the merge fails or is
+    interrupted, so ``final`` holds either the old output or the new one.
     """
     final = Path(final)
     if final.exists() and not final.is_dir():
@@ -195,16 +200,43 @@ def atomic_folder(final: Path, *, overwrite: bool = False) -> Iterator[Path]:
             os.rename(tmp, final)
             return
         names = sorted(os.listdir(tmp))
-        clash = [n for n in names if (final / n).exists()]
-        if clash and not overwrite:
-            raise VbgError(f"{final / clash[0]} already exists ({len(clash)} files would be replaced)",
+        old = sorted(n for n in os.listdir(final) if (final / n).is_file() and (owns is not None and owns(n)
+                                                                               or n in names))
+        if old and not overwrite:
+            raise VbgError(f"{final / old[0]} already exists ({len(old)} files would be replaced)",
                            "use -y to overwrite, or choose another --output")
-        for n in names:
-            os.replace(tmp / n, final / n)
-        os.rmdir(tmp)
+        _merge(tmp, final, names, old, made)
     except BaseException as exc:
         _undo(exc, made, created, where)
         raise
+
+
+def _merge(tmp: Path, final: Path, names: list[str], old: list[str], made: list[Path]) -> None:
+    """Move ``old`` (files of ``final``) aside and ``names`` (files of ``tmp``) into ``final``;
+    on any failure or Ctrl-C, undo the moves made so far."""
+    aside = _make_temp(final, PARTIAL_TAG + "old-", "", folder=True, made=made) if old else None
+    moved_aside: list[str] = []
+    moved_in: list[str] = []
+    try:
+        for n in old:
+            os.replace(final / n, aside / n)  # type: ignore[operator]
+            moved_aside.append(n)
+        for n in names:
+            os.replace(tmp / n, final / n)
+            moved_in.append(n)
+    except BaseException:
+        for n in moved_in:
+            _remove(final / n)
+        try:
+            for n in moved_aside:
+                os.replace(aside / n, final / n)  # type: ignore[operator]
+        except OSError as exc:  # keep them where they are rather than lose them
+            made.remove(aside)  # type: ignore[arg-type]
+            log.error("could not put the old files back (%s); they are in %s", exc, aside)
+        raise
+    os.rmdir(tmp)
+    if aside is not None:
+        _remove(aside)
 
 
 def _undo(exc: BaseException, made: list[Path], created: list[Path], where: Path) -> None:
