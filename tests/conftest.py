@@ -22,14 +22,16 @@ BACKGROUND_BGR = (200, 120, 40)
 
 def make_red_model(path: Path, width: int = 64, height: int = 48, gain: float = 12.0,
                    orientation: str = "fixed", dynamic_size: bool | None = None,
-                   layout: str = "NCHW") -> Path:
+                   layout: str = "NCHW", batch: int | str = "N", input_type: str = "float32") -> Path:
     """A tiny ONNX 'segmentation model': person = pixels where red exceeds blue.
 
     One 1x1 convolution on RGB in [0, 1]: logit = gain * (R - B). Writes
     ``path`` (.onnx) and its spec beside it; returns the spec path. The
     spatial axes are open when ``dynamic_size`` (default: orientation "match").
     ``layout`` "NHWC" takes and gives channels-last tensors (as MediaPipe's
-    models do), by transposes around the same convolution.
+    models do), by transposes around the same convolution. ``batch``: a
+    fixed batch size, or a name for an open one; ``input_type`` "float16"
+    makes a model that takes half-precision input (cast to float inside).
     """
     if dynamic_size is None:
         dynamic_size = orientation == "match"
@@ -39,18 +41,24 @@ def make_red_model(path: Path, width: int = 64, height: int = 48, gain: float = 
 
     w = np.zeros((1, 3, 1, 1), np.float32)
     w[0, 0], w[0, 2] = gain, -gain
+    src = "input"
+    nodes = []
+    if input_type == "float16":
+        nodes.append(helper.make_node("Cast", ["input"], ["input32"], to=TensorProto.FLOAT))
+        src = "input32"
     if layout == "NCHW":
-        nodes = [helper.make_node("Conv", ["input", "w"], ["mask"])]
-        in_shape, out_shape = ["N", 3, *hw], ["N", 1, *hw]
+        nodes.append(helper.make_node("Conv", [src, "w"], ["mask"]))
+        in_shape, out_shape = [batch, 3, *hw], [batch, 1, *hw]
     else:
-        nodes = [helper.make_node("Transpose", ["input"], ["nchw"], perm=[0, 3, 1, 2]),
-                 helper.make_node("Conv", ["nchw", "w"], ["conv"]),
-                 helper.make_node("Transpose", ["conv"], ["mask"], perm=[0, 2, 3, 1])]
-        in_shape, out_shape = ["N", *hw, 3], ["N", *hw, 1]
+        nodes += [helper.make_node("Transpose", [src], ["nchw"], perm=[0, 3, 1, 2]),
+                  helper.make_node("Conv", ["nchw", "w"], ["conv"]),
+                  helper.make_node("Transpose", ["conv"], ["mask"], perm=[0, 2, 3, 1])]
+        in_shape, out_shape = [batch, *hw, 3], [batch, *hw, 1]
+    elem = TensorProto.FLOAT16 if input_type == "float16" else TensorProto.FLOAT
     graph = helper.make_graph(
         nodes,
         "red_is_person",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, in_shape)],
+        [helper.make_tensor_value_info("input", elem, in_shape)],
         [helper.make_tensor_value_info("mask", TensorProto.FLOAT, out_shape)],
         [numpy_helper.from_array(w, "w")],
     )

@@ -32,6 +32,64 @@ def test_peer_runs_through_same_code(peer_spec):
     assert np.isfinite(m).all() and m.min() >= 0 and m.max() <= 1
 
 
+def _masks_match_discs(masks: np.ndarray, frames: list[np.ndarray], gts: list[np.ndarray]) -> None:
+    assert masks.shape == (len(frames), 48, 64)
+    for m, gt in zip(masks, gts):
+        small = cv2.resize(gt.astype(np.uint8), (64, 48), interpolation=cv2.INTER_NEAREST).astype(bool)
+        assert m[small].mean() > 0.9 and m[~small].mean() < 0.1
+
+
+def test_a_fixed_batch_above_one_takes_any_number_of_frames(tmp_path):
+    # 3 frames into a batch-2 ONNX: two calls, the last padded, each frame keeping its own mask
+    be = create_backend(ModelSpec.load(make_red_model(tmp_path / "b2.onnx", batch=2)), "onnxruntime")
+    assert be.max_batch == 2
+    pairs = [disc_frame(320, 240, x, 120, 50) for x in (80, 160, 240)]
+    frames, gts = [f for f, _ in pairs], [g for _, g in pairs]
+    _masks_match_discs(be.infer(frames), frames, gts)
+    _masks_match_discs(be.infer(frames[:1]), frames[:1], gts[:1])
+
+
+def test_a_half_precision_input_is_fed_as_such(tmp_path):
+    # the spec says nothing of float16 (its dtype defaults to float32): the ONNX's own input type is fed
+    be = create_backend(ModelSpec.load(make_red_model(tmp_path / "h.onnx", input_type="float16")), "onnxruntime")
+    frame, gt = disc_frame(320, 240, 160, 120, 60)
+    _masks_match_discs(be.infer([frame]), [frame], [gt])
+
+
+def test_an_unknown_dtype_in_a_spec_is_refused(tmp_path, red_model):
+    import json
+    d = json.loads(red_model.read_text())
+    d["input"]["dtype"] = "fp16"
+    with pytest.raises(VbgError, match="dtype 'fp16'") as e:
+        ModelSpec.from_dict(d)
+    assert "float32, float16" in e.value.fix
+
+
+def test_a_spec_the_graph_cannot_run_is_one_error_at_load(tmp_path):
+    # open sizes in the ONNX's input, but a Reshape inside needs 64x48: the spec's 32x24 passes the graph
+    # checks and fails in ORT's test inference -> one VbgError naming the model, not ORT's traceback
+    import json
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.ones((1, 3, 1, 1), np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["input", "w"], ["conv"]), helper.make_node("Reshape", ["conv", "shape"], ["mask"])],
+        "fixed_inside", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1, 1, 48, 64])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array([1, 1, 48, 64], np.int64), "shape")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "fixed.onnx"))
+    spec = {"onnx": "fixed.onnx", "input": {"name": "input", "width": 32, "height": 24},
+            "output": {"name": "mask", "kind": "logits"}}
+    (tmp_path / "fixed.json").write_text(json.dumps(spec))
+    with pytest.raises(VbgError, match="model fixed: a test inference failed") as e:
+        create_backend(ModelSpec.load(tmp_path / "fixed.json"), "onnxruntime")
+    assert "\n" not in str(e.value)
+
+
 def test_bad_spec_names(tmp_path, red_model):
     import json
     d = json.loads(red_model.read_text())

@@ -52,6 +52,7 @@ LAYOUTS = ("NCHW", "NHWC")
 COLORS = ("RGB", "BGR")
 OUTPUT_KINDS = ("probability", "logits", "softmax", "softmax_logits")
 ORIENTATIONS = ("fixed", "match")
+DTYPES = ("float32", "float16")
 
 
 def oriented_size(size: tuple[int, int], width: int, height: int) -> tuple[int, int]:
@@ -166,6 +167,9 @@ class ModelSpec:
         if inp.width <= 0 or inp.height <= 0 or inp.scale <= 0:
             raise VbgError(f"invalid model spec{where}: width, height and scale must be > 0",
                            "fix the spec's input size")
+        bad = [t for t in (inp.dtype, *(st.dtype for st in state)) if t not in DTYPES]
+        if bad:
+            raise VbgError(f"invalid model spec{where}: dtype {bad[0]!r}", f"use one of {', '.join(DTYPES)}")
         if any(min(st.shape, default=0) <= 0 for st in state):
             raise VbgError(f"invalid model spec{where}: a state shape needs positive sizes",
                            "fix the spec's state shapes")

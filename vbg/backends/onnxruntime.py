@@ -23,6 +23,9 @@ from ..stages.preprocess import Preprocessor, decode_output
 
 log = logging.getLogger(__name__)
 
+# ONNX element types an image or a state tensor may have, and the numpy type fed to them
+_FLOAT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
 
 def default_threads() -> int:
     """Intra-op threads: every core this process may use, at most 8."""
@@ -89,6 +92,14 @@ class OnnxRuntimeBackend:
         if extra:
             raise VbgError(f"{where}: the ONNX has inputs the spec does not feed: {', '.join(sorted(extra))}",
                            "list recurrent inputs under the spec's state")
+        # Fed in the ONNX's own float type, whatever the spec's dtype says (a peer's spec may be loose).
+        self._types: dict[str, type[np.floating[Any]]] = {}
+        for name in [spec.input.name] + [st.input for st in spec.state]:
+            t = _FLOAT_TYPES.get(inputs[name].type)
+            if t is None:
+                raise VbgError(f"{where}: the ONNX input {name!r} is {inputs[name].type}",
+                               "use a model that takes float32 or float16 input")
+            self._types[name] = t
         shape = inputs[spec.input.name].shape
         if len(shape) != 4:
             raise VbgError(f"{where}: the ONNX input has rank {len(shape)}, the spec's layout "
@@ -116,7 +127,11 @@ class OnnxRuntimeBackend:
         """One inference on a noise frame: the output must have the layout and value range the spec says."""
         spec, o, where = self.spec, self.spec.output, f"model {self.spec.name}"
         frame = np.random.default_rng(0).integers(0, 256, (spec.input.height, spec.input.width, 3), dtype=np.uint8)
-        raw = np.asarray(self._run(self.pre([frame])), np.float32)
+        try:
+            raw = np.asarray(self.run_tensor(self.pre([frame])), np.float32)
+        except Exception as exc:  # ORT's own error types: the graph cannot run what the spec describes
+            raise VbgError(f"{where}: a test inference failed: {str(exc).splitlines()[0]}",
+                           "check the spec's input size and layout against the model") from None
         self.reset()
         if raw.ndim == 3:
             raw = raw[:, None] if o.layout == "NCHW" else raw[..., None]
@@ -144,9 +159,10 @@ class OnnxRuntimeBackend:
     # -- running -------------------------------------------------------------------
     def reset(self) -> None:
         """Recurrent state back to zeros (a new clip or scene)."""
-        self._state = {st.input: np.zeros(st.shape, np.dtype(st.dtype)) for st in self.spec.state}
+        self._state = {st.input: np.zeros(st.shape, self._types[st.input]) for st in self.spec.state}
 
     def _run(self, x: np.ndarray) -> np.ndarray:
+        x = x.astype(self._types[self.spec.input.name], copy=False)
         if not self.spec.state:
             return self.session.run([self.spec.output.name], {self.spec.input.name: x})[0]
         outs = []
@@ -158,11 +174,17 @@ class OnnxRuntimeBackend:
         return np.concatenate(outs)
 
     def run_tensor(self, x: np.ndarray) -> np.ndarray:
-        """Raw model call on a preprocessed batch; splits it if the ONNX batch is fixed."""
-        if self.max_batch and x.shape[0] != self.max_batch:
-            n = self.max_batch
-            return np.concatenate([self.run_tensor(x[i:i + n]) for i in range(0, x.shape[0], n)])
-        return self._run(x)
+        """Raw model call on a preprocessed batch; split, and the last part padded, if the ONNX batch is fixed."""
+        n = self.max_batch
+        if not n or x.shape[0] == n:
+            return self._run(x)
+        outs = []
+        for i in range(0, x.shape[0], n):
+            part = x[i:i + n]
+            if len(part) < n:  # pad with copies of the last frame; their outputs are dropped
+                part = np.concatenate([part, np.repeat(part[-1:], n - len(part), axis=0)])
+            outs.append(self._run(part)[:len(x) - i])
+        return np.concatenate(outs)
 
     def infer(self, frames: Sequence[np.ndarray]) -> np.ndarray:
         return decode_output(self.spec, self.run_tensor(self.pre(frames)))
