@@ -185,6 +185,33 @@ def test_source_lost_ends_the_session_cleanly(red_model: Path, tmp_path: Path) -
     assert stats.captured >= stats.frames >= 1 and stats.captured == stats.frames + stats.dropped
 
 
+def test_an_unexpected_error_mid_session_ends_it_and_releases_the_camera(red_model: Path, tmp_path: Path) -> None:
+    """A bug outside the pipeline (here the display callback) must not leave a frozen session holding
+    the camera: it ends with the reason, on_end fires, and the capture and model are released."""
+    cam = make_clip(tmp_path / "cam.mp4", n=8, fps=60)
+    ends: list[tuple[str, bool]] = []
+    delivered: list[int] = []
+
+    def show(d: Delivery) -> None:
+        delivered.append(d.captured.seq)
+        if len(delivered) == 3:
+            raise RuntimeError("display went away")
+
+    loop = LiveLoop(Settings(model=str(red_model), camera=str(cam)), loop_file=True, on_delivery=show,
+                    on_end=lambda reason, lost: ends.append((reason, lost)))
+    loop.start()
+    try:
+        assert loop.wait(5.0)
+        deadline = time.monotonic() + 5
+        while loop.running and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not loop.running and len(delivered) == 3
+        assert ends == [("live session failed: display went away", True)] and loop.lost
+        assert loop._capture is None and loop._backend is None  # released without a stop()
+    finally:
+        loop.stop()
+
+
 def test_a_lost_source_is_retried_until_it_is_back(red_model: Path, tmp_path: Path) -> None:
     """The camera file disappears mid-session (as a camera is unplugged): the loop says so, retries
     with backoff, and resumes when it is back, without ending the session."""

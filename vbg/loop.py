@@ -431,6 +431,10 @@ class LiveLoop:
     def _run(self) -> None:
         try:
             self._process()
+        except Exception as exc:  # a bug mid-session (a callback, a model switch): end clearly, not silently
+            log.exception("live session failed")
+            self._finish(f"live session failed: {exc}", True)
+            self._teardown()
         finally:
             if self._stop.is_set():  # stop() may have given up waiting: release what is held
                 self._teardown()
