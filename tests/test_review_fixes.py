@@ -163,6 +163,20 @@ def test_config_values_of_the_wrong_type_are_refused(tmp_path: Path, line: str, 
     assert (s.camera, s.quality, s.threshold) == ("2", 23, 1.0)
 
 
+def test_the_settings_file_is_utf8_whatever_the_locale(tmp_path: Path) -> None:
+    """TOML is UTF-8. Under a locale whose text encoding is not (Windows' cp1252, or C without UTF-8 mode),
+    a background path with a non-ASCII name must still save and load unchanged."""
+    cfg = tmp_path / "settings.toml"
+    code = ("import sys; from vbg.settings import Settings; "
+            "Settings(bg='/home/zo\\u00eb/\\u5bb6.jpg').save(sys.argv[1]); "
+            "print(ascii(Settings.load(sys.argv[1]).bg))")
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    res = subprocess.run([sys.executable, "-c", code, str(cfg)], capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == ascii("/home/zo\u00eb/\u5bb6.jpg")
+    assert "zo\u00eb" in cfg.read_text(encoding="utf-8") and not list(tmp_path.glob("*.tmp"))
+
+
 def test_no_audio_keeps_subtitles(red_model: Path, tmp_path: Path) -> None:
     import av
     from test_reliability import _with_tracks

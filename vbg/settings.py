@@ -182,7 +182,7 @@ class Settings:
     def load(cls, path: str | Path) -> Settings:
         path = Path(path)
         try:
-            data = tomllib.loads(path.read_text())
+            data = tomllib.loads(path.read_text(encoding="utf-8"))  # TOML is UTF-8 whatever the locale
         except OSError as exc:
             raise VbgError(f"cannot read config {path}: {exc.strerror}", "check the path") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -200,8 +200,12 @@ class Settings:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.to_toml())
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(self.to_toml(), encoding="utf-8")
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 CHECKS: dict[str, Callable[[str, Any], None]] = {

@@ -454,6 +454,9 @@ class MainWindow(QMainWindow):
             self.settings.save(self.config)
         except OSError as exc:
             self.statusBar().showMessage(f"cannot save settings to {self.config}: {exc.strerror}", 8000)
+        except UnicodeError:  # a path the file system gave as undecodable bytes
+            self.statusBar().showMessage(f"cannot save settings to {self.config}: a path in them is not "
+                                         "valid text", 8000)
 
     # -- session -------------------------------------------------------------
     def start_session(self) -> None:
