@@ -177,6 +177,22 @@ def test_the_settings_file_is_utf8_whatever_the_locale(tmp_path: Path) -> None:
     assert "zo\u00eb" in cfg.read_text(encoding="utf-8") and not list(tmp_path.glob("*.tmp"))
 
 
+def test_silencing_image_library_messages_from_two_threads_restores_stderr() -> None:
+    """fd 2 is the process's: when two threads' silenced windows overlap (A in, B in, A out, B out),
+    stderr must end where it was, not on /dev/null for the rest of the session."""
+    from vbg.io import files
+
+    before = os.fstat(2)
+    a, b = files._quiet_stderr(), files._quiet_stderr()
+    a.__enter__()
+    b.__enter__()
+    assert os.path.samestat(os.fstat(2), os.stat(os.devnull))
+    a.__exit__(None, None, None)
+    assert os.path.samestat(os.fstat(2), os.stat(os.devnull))  # B is still inside
+    b.__exit__(None, None, None)
+    assert os.path.samestat(os.fstat(2), before)
+
+
 def test_no_audio_keeps_subtitles(red_model: Path, tmp_path: Path) -> None:
     import av
     from test_reliability import _with_tracks

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,23 +78,44 @@ def decode_image(data: np.ndarray, flags: int = cv2.IMREAD_COLOR) -> np.ndarray 
         return None
 
 
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Silence C libraries writing to file descriptor 2 (not Python's sys.stderr) for a moment."""
-    try:
-        saved = os.dup(2)
-    except OSError:  # no stderr at all
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-            try:
-                yield
-            finally:
-                os.dup2(saved, 2)
-    finally:
-        os.close(saved)
+class _StderrSilencer:
+    """Points file descriptor 2 at /dev/null while any thread is inside; restores it when the last leaves.
+
+    fd 2 belongs to the whole process, so this is one shared object with a lock and a count: two threads
+    saving and restoring it on their own could leave it pointing at /dev/null for good.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved = -1
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._depth == 0:
+                try:
+                    saved = os.dup(2)
+                except OSError:  # no stderr at all
+                    saved = -1
+                if saved >= 0:
+                    null = os.open(os.devnull, os.O_WRONLY)
+                    os.dup2(null, 2)
+                    os.close(null)
+                self._saved = saved
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0 and self._saved >= 0:
+                    os.dup2(self._saved, 2)
+                    os.close(self._saved)
+                    self._saved = -1
+
+
+_quiet_stderr = _StderrSilencer()
 
 
 def read_image(path: Path, what: str = "input") -> np.ndarray:
