@@ -25,7 +25,8 @@ from vbg.stages import backgrounds as bgs
 
 # Imports allowed inside functions: optional heavy dependencies, and the modules that need them;
 # onnxruntime (0.3 s, 40 MB) loads with the first session so ``vbg --help`` and ``vbg models`` stay quick.
-LAZY_OK = {"PySide6", "cupy", "cupyx", "tensorrt", "torch", "onnx", "pyvirtualcam", "onnxruntime", ".app", ".gui.preview"}
+# torch and onnx are not here: only vbg.train (exempt below) may import them.
+LAZY_OK = {"PySide6", "cupy", "cupyx", "tensorrt", "pyvirtualcam", "onnxruntime", ".app", ".gui.preview"}
 
 
 def _modules() -> dict[str, Path]:

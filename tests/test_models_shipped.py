@@ -34,7 +34,7 @@ wall = (wall * (0.8 + 0.2 * xx[..., None] / w)).astype(np.uint8)
 wall[int(h * 0.75):] = (60, 80, 100)
 mask = backend.infer([wall, wall])
 out = {"name": spec.name, "shape": list(mask.shape), "min": float(mask.min()), "max": float(mask.max()),
-       "mean": float(mask.mean()), "torch": "torch" in sys.modules and sys.modules["torch"] is not None,
+       "mean": float(mask.mean()),
        "models": [e.spec.name for e in list_models() if e.origin == "bundled"]}
 print(json.dumps(out))
 """
@@ -65,10 +65,48 @@ def test_default_runs_without_torch() -> None:
                        cwd=ROOT)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
-    assert out["torch"] is False
     assert out["name"].startswith("unet")
     assert out["shape"][0] == 2 and 0.0 <= out["min"] and out["max"] <= 1.0
     assert out["mean"] < 0.15, "an empty room is background"
+
+
+# Imports every runtime module (all of vbg but vbg.train) and converts a photo, then says whether torch
+# was loaded: here torch is installed (the test extra has it), so a stray import would load it.
+ALL_RUNTIME_SCRIPT = r"""
+import importlib, json, sys
+from pathlib import Path
+import numpy as np, cv2
+import vbg
+root = Path(vbg.__file__).parent
+names, skipped = [], []
+for p in sorted(root.rglob("*.py")):  # the files, not pkgutil.walk_packages: it imports every package, train too
+    parts = ("vbg",) + p.relative_to(root).with_suffix("").parts
+    name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    if name.startswith("vbg.train") or name == "vbg.__main__":
+        continue
+    try:
+        importlib.import_module(name)
+        names.append(name)
+    except ImportError as exc:  # an optional dependency that is not installed (cupy, tensorrt)
+        skipped.append(f"{name}: {exc}")
+from vbg.apps.cli import main
+img, out = sys.argv[1], sys.argv[2]
+cv2.imwrite(img, np.full((240, 320, 3), 128, np.uint8))
+rc = main(["-i", img, "-o", out, "--bg", "color:#00ff00"])
+print(json.dumps({"rc": rc, "torch": "torch" in sys.modules, "names": names, "skipped": skipped}))
+"""
+
+
+def test_no_runtime_module_loads_torch(tmp_path: Path) -> None:
+    pytest.importorskip("torch")  # the check means something only where torch could be loaded
+    r = subprocess.run([sys.executable, "-c", ALL_RUNTIME_SCRIPT, str(tmp_path / "in.png"), str(tmp_path / "o.png")],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["rc"] == 0 and (tmp_path / "o.png").is_file()
+    assert {"vbg.pipeline", "vbg.apps.batch", "vbg.apps.live", "vbg.loop", "vbg.apps.gui.app"} <= set(out["names"])
+    assert all(("cupy" in s or "tensorrt" in s) for s in out["skipped"]), out["skipped"]
+    assert out["torch"] is False, "a runtime module imported torch"
 
 
 @pytest.mark.shared
