@@ -281,6 +281,45 @@ def test_live_preview_window(qtbot: Any, clip: Path, red_model: Path) -> None:
     assert loop.end_reason == "end of file"
 
 
+PREVIEW_SIGNAL_SCRIPT = r"""
+import os, sys, threading, time
+from vbg.apps.cli import _signals
+from vbg.apps.gui.preview import run_preview
+from vbg.loop import LiveLoop
+from vbg.settings import Settings
+loop = LiveLoop(Settings(model=sys.argv[1], camera=sys.argv[2]), loop_file=True)
+loop.start()
+threading.Timer(2.0, os.kill, (os.getpid(), int(sys.argv[3]))).start()
+t0 = time.monotonic()
+try:
+    with _signals():  # as vbg's CLI runs every command: SIGTERM and SIGHUP raise Terminated
+        run_preview(loop)
+    print("returned")
+except KeyboardInterrupt as exc:
+    print(type(exc).__name__, getattr(exc, "signum", None), f"{time.monotonic() - t0:.1f}", flush=True)
+finally:
+    loop.stop()
+"""
+
+
+@pytest.mark.parametrize("sig,expect", [(2, "KeyboardInterrupt None"), (15, "Terminated 15")])
+def test_vbg_live_preview_ends_on_ctrl_c_and_sigterm(clip: Path, red_model: Path, tmp_path: Path,
+                                                     sig: int, expect: str) -> None:
+    """With its preview window, ``vbg live`` must stop on Ctrl-C or SIGTERM like without one: raised inside
+    a Qt slot, PySide prints the exception and runs on, holding the camera."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    r = subprocess.run([sys.executable, "-c", PREVIEW_SIGNAL_SCRIPT, str(red_model), str(clip), str(sig)],
+                       capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
+    words = r.stdout.split()
+    assert " ".join(words[:2]) == expect and float(words[2]) < 10, r.stdout
+    assert "Traceback" not in r.stderr
+
+
 def test_controls_match_the_cli(qtbot: Any, make_window: Callable[..., MainWindow]) -> None:
     """Every edge control has the CLI's range and name; light wrap and auto-framing are there too."""
     from vbg.settings import CHECKS

@@ -6,13 +6,15 @@ the window. For tuning, use ``vbg gui``.
 
 from __future__ import annotations
 
+import signal
 import sys
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QKeyEvent, QPixmap
 from PySide6.QtWidgets import QApplication, QLabel
 
 from ...loop import LiveLoop
+from ..cli import Terminated
 from .bridge import FrameBridge
 
 
@@ -32,7 +34,7 @@ class PreviewWindow(QLabel):
         self.bridge.ended.connect(lambda *_: self.close(), q)
         loop.on_end = self.bridge.on_end
         loop.on_delivery = self.bridge.deliver  # read per frame: attaching mid-session is fine
-        if not loop.running:
+        if loop.wait(0):  # ended before on_end was attached (a short clip, --frames): close at once
             self.bridge.on_end(loop.end_reason or "ended", loop.lost)
 
     def _show(self) -> None:
@@ -51,9 +53,32 @@ class PreviewWindow(QLabel):
 
 
 def run_preview(loop: LiveLoop) -> None:
-    """Show the result until the window closes or the session ends."""
+    """Show the result until the window closes or the session ends.
+
+    Ctrl-C, SIGTERM and SIGHUP close the window and are then raised here (``KeyboardInterrupt``,
+    ``Terminated``), as without a window: raised inside a Qt slot, PySide would print and drop them.
+    """
     app = QApplication.instance() or QApplication(sys.argv[:1])
     win = PreviewWindow(loop)
+    caught: list[int] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        caught.append(signum)
+        win.close()
+
+    stop = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    old = {sig: signal.signal(sig, on_signal) for sig in stop}
+    # Python runs signal handlers only between bytecodes: a timer lets it in while Qt's loop waits.
+    tick = QTimer()
+    tick.timeout.connect(lambda: None)
+    tick.start(200)
     win.show()
-    app.exec()
-    loop.on_delivery = None
+    try:
+        app.exec()
+    finally:
+        tick.stop()
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        loop.on_delivery = None
+    if caught:
+        raise KeyboardInterrupt() if caught[0] == signal.SIGINT else Terminated(caught[0])
