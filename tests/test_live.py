@@ -124,6 +124,24 @@ def test_no_camera_is_one_line_error(red_model: Path, capsys: pytest.CaptureFixt
     assert err.startswith("vbg: error: camera 99 not found") and err.count("\n") == 1
 
 
+def test_a_frame_of_another_shape_is_fitted_not_stretched(fake_vcam: type[FakeVirtualCamera]) -> None:
+    """After the camera or its resolution changes, the device keeps its size: a 4:3 picture into a 16:9
+    device gets black bars at the sides, and the people in the call do not see a squashed face."""
+    from vbg.sinks.vcam import VirtualCamSink
+
+    sink = VirtualCamSink(320, 180, 30)
+    frame = np.full((240, 320, 3), 200, np.uint8)  # 4:3, grey
+    frame[:, :160] = (0, 0, 255)  # the left half red: where it ends shows the horizontal scale
+    sink.send(frame)
+    sink.close()
+    out = fake_vcam.instances[0].frames[0]
+    assert out.shape == (180, 320, 3)
+    cols = np.flatnonzero(out.max(axis=(0, 2)) > 0)
+    assert (cols[0], cols[-1]) == (40, 279)  # 240 wide, centred: 4:3 kept
+    red = np.flatnonzero((out[90, :, 2] > 200) & (out[90, :, 0] < 50))
+    assert abs(red[0] - 40) <= 1 and abs(red[-1] - 159) <= 1
+
+
 def test_no_virtual_cam_runs_the_same_loop(clip: Path, red_model: Path, fake_vcam: type[FakeVirtualCamera],
                                            capsys: pytest.CaptureFixture[str]) -> None:
     rc = cli.main(["live", "--camera", str(clip), "--model", str(red_model), "--no-window", "--no-virtual-cam",

@@ -149,9 +149,21 @@ class VirtualCamSink:
             a = frame[..., 3:4].astype(np.uint16)
             frame = (frame[..., :3].astype(np.uint16) * a // 255).astype(np.uint8)
         if frame.shape[1] != self.width or frame.shape[0] != self.height:
-            frame = cv2.resize(frame, (self.width, self.height), interpolation=cv2.INTER_AREA)
+            frame = self._fit(frame)
         self._cam.send(np.ascontiguousarray(frame))
         self.frames_sent += 1
+
+    def _fit(self, frame: np.ndarray) -> np.ndarray:
+        """A frame of another size (the camera or its resolution changed after the device opened): scaled
+        to fit inside the device's size, keeping its proportions, with black bars; never stretched."""
+        h, w = frame.shape[:2]
+        scale = min(self.width / w, self.height / h)
+        fw, fh = max(1, round(w * scale)), max(1, round(h * scale))
+        inter = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        out = np.zeros((self.height, self.width, 3), np.uint8)
+        x, y = (self.width - fw) // 2, (self.height - fh) // 2
+        out[y:y + fh, x:x + fw] = cv2.resize(frame, (fw, fh), interpolation=inter)
+        return out
 
     def close(self) -> None:
         if self._watch is not None:
