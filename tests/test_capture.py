@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -166,6 +167,48 @@ def test_unplugged_camera_ends_session_cleanly() -> None:
         assert cap.ended and cap.lost
         assert cap.end_reason == "camera 0 stopped delivering frames (unplugged?)"
     assert got >= 1 and cap.captured == 5 and hw.released
+
+
+class StuckCamera(UnpluggedCamera):
+    """A camera whose read blocks (a driver stall) until told to return; notes a release during a read."""
+
+    def __init__(self) -> None:
+        super().__init__(10**6)
+        self.stall, self.go_on = threading.Event(), threading.Event()
+        self.reading = False
+        self.released_mid_read = False
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        self.reading = True
+        try:
+            if self.stall.is_set():
+                self.go_on.wait(10)
+            return super().read()
+        finally:
+            self.reading = False
+
+    def release(self) -> None:
+        self.released_mid_read = self.released_mid_read or self.reading
+        super().release()
+
+
+def test_stopping_twice_during_a_stalled_read_never_closes_the_camera_under_it() -> None:
+    # stop() gives up waiting on a stuck read; a second stop() (the session's teardown) must not take the
+    # capture for "opened, never started" and release the camera while the thread is still inside read()
+    hw = StuckCamera()
+    cap = CaptureThread(Source.parse("0"), opener=lambda: CameraReader(hw, "0", lost_after=30))
+    cap.start()
+    assert cap.wait_next(-1, timeout=2.0) is not None
+    hw.stall.set()
+    time.sleep(0.1)
+    cap.stop(timeout=0.2)
+    cap.stop(timeout=0.2)
+    assert not hw.released and cap.running
+    hw.go_on.set()  # the read returns: the thread ends and releases the camera itself
+    deadline = time.monotonic() + 5
+    while not hw.released and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert hw.released and not hw.released_mid_read
 
 
 @pytest.mark.parametrize("text", ["99", "/dev/video99", "no/such/clip.mp4"])

@@ -322,8 +322,9 @@ class CaptureThread:
         t = self._thread
         if t is not None and t is not threading.current_thread():
             t.join(timeout)
-            if t.is_alive():
+            if t.is_alive():  # stuck in a read: it closes the reader itself when the read returns
                 log.warning("capture thread for %s did not stop within %.1f s", self.source, timeout)
+                return  # keep _thread, so a second stop() cannot take this for "never started"
         elif t is None and self._reader is not None:  # opened, never started
             self._reader.close()
             self._reader = None
