@@ -217,6 +217,44 @@ def test_settings_saved_and_restored(qtbot: Any, make_window: Callable[..., Main
     assert settings == Settings() and note and "threshold 7 out of range" in note
 
 
+def test_closing_writes_the_config_only_after_a_change(make_window: Callable[..., MainWindow], tmp_path: Path,
+                                                       red_model: Path, clip: Path) -> None:
+    """A hand-written config stays as written when the window only looked; one the window cannot use is
+    kept beside it as .bad when the window saves, not overwritten with defaults."""
+    config = tmp_path / "cfg" / "config.toml"
+    config.parent.mkdir()
+    text = f'# mine\n[vbg]\nmodel = "{red_model}"\ncamera = "{clip}"\nthreshold = 0.6\n'
+    config.write_text(text)
+    win = make_window(settings=None, config=config, autostart=False)
+    assert win.settings.threshold == 0.6
+    win.close()
+    assert config.read_text() == text  # unchanged: not rewritten, comment kept
+    win = make_window(settings=None, config=config, autostart=False)
+    win.apply(threshold=0.4)
+    win.close()
+    assert load_settings(config)[0].threshold == 0.4
+    broken = '[vbg]\nthreshold = 7\nmodel = "mine.json"\n'
+    config.write_text(broken)
+    win = make_window(settings=None, config=config, autostart=False)
+    win.close()
+    assert config.read_text() == broken  # nothing changed: left alone
+    win = make_window(settings=None, config=config, autostart=False)
+    win.apply(smoothing=0.3)
+    win.close()
+    assert (tmp_path / "cfg" / "config.toml.bad").read_text() == broken
+    assert load_settings(config) == (Settings(smoothing=0.3), None)
+
+
+def test_the_same_camera_picked_again_after_it_failed_starts_it(qtbot: Any, make_window: Callable[..., MainWindow],
+                                                                 clip: Path, red_model: Path, tmp_path: Path) -> None:
+    late = tmp_path / "late.mp4"  # a camera that is plugged in after the window opened
+    win = make_window(settings=Settings(model=str(red_model), camera=str(late), bg="color:#00ff00"))
+    qtbot.waitUntil(lambda: "not found" in win.preview.text(), timeout=5000)
+    late.write_bytes(clip.read_bytes())
+    assert win.apply(camera=str(late))  # the user picks it again
+    qtbot.waitUntil(lambda: win.frames_shown > 0, timeout=8000)
+
+
 def test_missing_camera_shows_reason_and_recovers(qtbot: Any, make_window: Callable[..., MainWindow],
                                                   clip: Path, red_model: Path) -> None:
     win = make_window(settings=Settings(model=str(red_model), camera="/dev/video99", bg="color:#00ff00"))

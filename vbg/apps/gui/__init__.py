@@ -47,4 +47,5 @@ def run(args: argparse.Namespace) -> int:
             settings = settings_from_args(args, "gui", base=Settings())
     from .app import open_window  # PySide6: only once the window is wanted
 
-    return open_window(settings, config=config, note=note, screenshot=args.screenshot)
+    return open_window(settings, config=config, note=note, screenshot=args.screenshot,
+                       config_unusable=note is not None)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import signal
 import sys
 import time
@@ -87,6 +88,8 @@ def load_settings(path: Path) -> tuple[Settings, str | None]:
         return Settings(), f"ignored saved settings: {exc.line()}"
 
 
+# settings whose change (re)starts a session that has ended on an error
+RESTART_KEYS = {"camera", "width", "height", "fps", "model", "backend", "bg"}
 RESOLUTIONS = [(640, 480), (1280, 720), (1920, 1080)]
 FRAME_RATES = [15.0, 24.0, 30.0, 60.0]
 
@@ -152,13 +155,15 @@ class LabeledSlider(QWidget):
 class MainWindow(QMainWindow):
     def __init__(self, settings: Settings | None = None, *, config: Path | None = None,
                  backgrounds_dir: Path | None = None, camera_factory: CameraFactory | None = None,
-                 autostart: bool = True) -> None:
+                 autostart: bool = True, config_unusable: bool = False) -> None:
         super().__init__()
         self.config = config or config_path()
         note = None
         if settings is None:
             settings, note = load_settings(self.config)
         self.settings = settings
+        self._changed = False  # by the user, in this window: only then does closing write the config
+        self._config_unusable = config_unusable or note is not None  # kept aside, not overwritten
         self.backgrounds_dir = backgrounds_dir or bundled_backgrounds_dir()
         self._camera_factory = camera_factory
         self.vcam: VirtualCamSink | None = None
@@ -433,8 +438,11 @@ class MainWindow(QMainWindow):
         if new == self.settings:
             if background is not None:
                 background.close()
+            if (self.loop is None or not self.loop.running) and changes.keys() & RESTART_KEYS:
+                self.start_session()  # the same camera picked again after it failed: it may be there now
             return True
         old, self.settings = self.settings, new
+        self._changed = True
         if new.bg != old.bg:
             self.blur_row.setVisible(new.background.kind == "blur")
             if new.background.kind == "blur":
@@ -444,13 +452,19 @@ class MainWindow(QMainWindow):
             self.loop.update(new, background)
         elif background is not None:
             background.close()
-        elif any(getattr(new, k) != getattr(old, k) for k in ("camera", "model", "backend", "bg")):
+        elif any(getattr(new, k) != getattr(old, k) for k in RESTART_KEYS):
             self.start_session()  # the last session ended on an error: try again with the fix
         self._save_timer.start()
         return True
 
     def save_settings(self) -> None:
         try:
+            if self._config_unusable and self.config.is_file():  # the user's file, unreadable to us: keep it
+                bad = self.config.with_name(self.config.name + ".bad")
+                os.replace(self.config, bad)
+                self._config_unusable = False
+                log.warning("the unusable settings file was kept as %s", bad)
+                self.statusBar().showMessage(f"the unusable settings file was kept as {bad}", 10000)
             self.settings.save(self.config)
         except OSError as exc:
             self.statusBar().showMessage(f"cannot save settings to {self.config}: {exc.strerror}", 8000)
@@ -621,7 +635,8 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt name)
         self._readout_timer.stop()
         self._save_timer.stop()
-        self.save_settings()
+        if self._changed or not self.config.exists():  # a flag given for one run is not saved as a default
+            self.save_settings()
         self.set_virtual_camera(False)
         self.stop_session()
         super().closeEvent(event)
@@ -642,12 +657,13 @@ def dark_palette(app: QApplication) -> None:
     app.setPalette(p)
 
 
-def open_window(settings: Settings, *, config: Path, note: str | None = None, screenshot: Path | None = None) -> int:
+def open_window(settings: Settings, *, config: Path, note: str | None = None, screenshot: Path | None = None,
+                config_unusable: bool = False) -> int:
     """Run the tuning window until it closes; Ctrl-C, SIGTERM and SIGHUP close it cleanly."""
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("vbg")
     dark_palette(app)  # type: ignore[arg-type]
-    win = MainWindow(settings, config=config)
+    win = MainWindow(settings, config=config, config_unusable=config_unusable)
     if note:
         win.statusBar().showMessage(note, 10000)
     win.show()
