@@ -255,6 +255,22 @@ def test_the_same_camera_picked_again_after_it_failed_starts_it(qtbot: Any, make
     qtbot.waitUntil(lambda: win.frames_shown > 0, timeout=8000)
 
 
+def test_a_model_that_fails_to_load_puts_the_picker_back(qtbot: Any, make_window: Callable[..., MainWindow],
+                                                         red_model: Path, tmp_path: Path) -> None:
+    win = make_window()
+    qtbot.waitUntil(lambda: win.frames_shown > 0, timeout=8000)
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not an onnx file")
+    spec = broken.with_suffix(".json")
+    spec.write_text(red_model.read_text().replace('"red.onnx"', '"broken.onnx"'))
+    assert win.apply(model=str(spec))
+    qtbot.waitUntil(lambda: win.settings.model == str(red_model), timeout=8000)
+    assert win.model.currentData() == str(red_model) and "broken.onnx" in win.statusBar().currentMessage()
+    win.smoothing.slider.setValue(50)  # a later change: applied, without retrying the failed model
+    qtbot.waitUntil(lambda: win.loop.settings.smoothing == 0.5, timeout=5000)  # type: ignore[union-attr]
+    assert win.loop.settings.model == str(red_model)  # type: ignore[union-attr]
+
+
 def test_missing_camera_shows_reason_and_recovers(qtbot: Any, make_window: Callable[..., MainWindow],
                                                   clip: Path, red_model: Path) -> None:
     win = make_window(settings=Settings(model=str(red_model), camera="/dev/video99", bg="color:#00ff00"))

@@ -186,6 +186,43 @@ def test_loop_applies_settings_from_next_frame_without_restart(clip: Path, red_m
     assert changed.is_set() and loop.end_reason == "stopped" and not loop.lost
 
 
+def test_a_model_that_fails_to_load_keeps_the_running_one_and_the_rest_of_the_change(
+        red_model: Path, tmp_path: Path) -> None:
+    """Picking a model that cannot load must not block later changes: the running model stays, the rest of
+    the same change applies, the error is reported once, and on_kept says what is in force."""
+    cam = make_clip(tmp_path / "cam.mp4", n=8, fps=60)
+    errors: list[str] = []
+    kept: list[Settings] = []
+    delivered: list[Delivery] = []
+    loop = LiveLoop(Settings(model=str(red_model), camera=str(cam), bg="color:#00ff00", smoothing=0.0),
+                    loop_file=True, on_error=errors.append, on_kept=kept.append, on_delivery=delivered.append)
+    loop.start()
+    try:
+        broken = tmp_path / "broken.onnx"
+        broken.write_bytes(b"not an onnx file")
+        broken.with_suffix(".json").write_text(red_model.read_text().replace('"red.onnx"', '"broken.onnx"'))
+        loop.update(loop.settings.replace(model=str(broken.with_suffix(".json")), bg="color:#ff00ff"))
+        deadline = time.monotonic() + 10
+        while not kept and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(kept) == 1 and kept[0].model == str(red_model) and kept[0].bg == "color:#ff00ff"
+        assert len(errors) == 1 and "broken.onnx" in errors[0]
+        assert loop.settings == kept[0] and loop.running
+        deadline = time.monotonic() + 10
+        while not any(d.settings.bg == "color:#ff00ff" for d in delivered) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        d = next(d for d in delivered if d.settings.bg == "color:#ff00ff")
+        check_composite(d.output.frame, (255, 0, 255))  # the new background, by the model that runs
+        n = len(delivered)
+        loop.update(kept[0].replace(bg="color:#0000ff"))  # a later change applies, with no new error
+        deadline = time.monotonic() + 10
+        while not any(d.settings.bg == "color:#0000ff" for d in delivered[n:]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert any(d.settings.bg == "color:#0000ff" for d in delivered[n:]) and len(errors) == 1
+    finally:
+        loop.stop()
+
+
 def test_source_lost_ends_the_session_cleanly(red_model: Path, tmp_path: Path) -> None:
     doomed = make_clip(tmp_path / "doomed.mp4", n=8, fps=60)
     ends: list[tuple[str, bool]] = []

@@ -99,8 +99,11 @@ class LiveLoop:
                  on_end: Callable[[str, bool], None] | None = None,
                  on_error: Callable[[str], None] | None = None,
                  backend_factory: BackendFactory | None = None, pause_unwatched: bool = False,
-                 reconnect: bool = True) -> None:
+                 reconnect: bool = True, on_kept: Callable[[Settings], None] | None = None) -> None:
         self.settings = settings
+        # a model or backend change failed to load: called with the settings in force (the running model
+        # and backend, the rest of that change applied), so a picker can go back
+        self.on_kept = on_kept
         self.reconnect = reconnect  # a lost source is retried with backoff until it is back (or stop())
         self.reconnects = 0
         self.pause_unwatched = pause_unwatched
@@ -354,7 +357,17 @@ class LiveLoop:
     def _reconfigure(self, new: Settings, background: Background | None) -> None:
         """Apply new settings on the processing thread: the model and pipeline, then the camera."""
         old = self.settings
-        self._apply_model_settings(new, background)
+        kept = None
+        try:
+            self._apply_model_settings(new, background)
+        except VbgError as exc:
+            if self._pipeline is None or all(getattr(new, k) == getattr(old, k) for k in MODEL_KEYS):
+                raise
+            # the running model stays; the rest of the change (sliders, background, camera) still applies,
+            # so one bad pick does not block every later change
+            new = kept = new.replace(**{k: getattr(old, k) for k in MODEL_KEYS})
+            self._apply_model_settings(new, None)
+            self._report(exc.line())
         source = Source.parse(new.camera)
         if new.camera != old.camera or (source.is_camera and any(
                 getattr(new, k) != getattr(old, k) for k in CAPTURE_KEYS)):
@@ -366,6 +379,8 @@ class LiveLoop:
                 self._pipeline.reset()
                 self._pipeline.set_rate(self.rate(new))
         self.settings = new
+        if kept is not None and self.on_kept is not None:
+            self.on_kept(kept)
 
     def _apply_model_settings(self, new: Settings, background: Background | None) -> None:
         """A new model or backend builds a new pipeline; anything else updates the one there is.

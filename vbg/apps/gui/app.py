@@ -175,6 +175,7 @@ class MainWindow(QMainWindow):
         self.bridge.frame_ready.connect(self._show_frame, q)
         self.bridge.ended.connect(self._session_ended, q)
         self.bridge.error.connect(self._session_error, q)
+        self.bridge.kept.connect(self._model_kept, q)
         self._save_timer = QTimer(self)  # debounced: a slider drag saves once
         self._save_timer.setSingleShot(True)
         self._save_timer.setInterval(500)
@@ -478,7 +479,7 @@ class MainWindow(QMainWindow):
         self.stop_session()
         self.preview.setText(f"opening {self.settings.camera}…")
         self.loop = LiveLoop(self.settings, loop_file=True, on_delivery=self.bridge.deliver,
-                             on_end=self.bridge.on_end, on_error=self.bridge.on_error)
+                             on_end=self.bridge.on_end, on_error=self.bridge.on_error, on_kept=self.bridge.on_kept)
         if self.vcam is not None:
             self.loop.add_sink(self.vcam)
         self.loop.start(background=True)
@@ -508,6 +509,17 @@ class MainWindow(QMainWindow):
         self.preview.setText(("⚠ " if lost else "") + reason)
         if lost:
             self.statusBar().showMessage(reason, 15000)
+
+    def _model_kept(self, kept: Settings) -> None:
+        """The picked model or backend failed to load: the pickers, and the saved settings, go back to the
+        ones that run (otherwise every later change would carry, and retry, the failed pick)."""
+        s = self.settings.replace(model=kept.model, backend=kept.backend)
+        if s == self.settings:
+            return
+        self.settings = s
+        self.backend.setCurrentIndex(BACKENDS.index(s.backend))
+        self.model.setCurrentIndex(self.model.findData(s.model))
+        self._save_timer.start()
 
     def _session_error(self, message: str) -> None:
         self.statusBar().showMessage(message, 10000)

@@ -75,6 +75,7 @@ class FrameBridge(QObject):
     frame_ready = Signal()
     ended = Signal(str, bool)
     error = Signal(str)
+    kept = Signal(object)  # Settings: a model or backend change failed, these are in force
 
     def __init__(self, view: str = "result") -> None:
         super().__init__()
@@ -101,6 +102,9 @@ class FrameBridge(QObject):
 
     def on_error(self, message: str) -> None:
         self.error.emit(message)
+
+    def on_kept(self, settings: object) -> None:
+        self.kept.emit(settings)
 
     # UI thread
     def take(self) -> tuple[QImage, np.ndarray, Delivery] | None:
