@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -416,14 +417,25 @@ def test_resolution_and_rate_pickers(qtbot: Any, make_window: Callable[..., Main
     j = win.fps.findData(60.0)
     win.fps.activated.emit(j)
     assert win.settings.fps == 60.0
+    # and the running session got them (a file camera: no reopen, but the loop's settings follow)
+    qtbot.waitUntil(lambda: win.loop is not None and (win.loop.settings.width, win.loop.settings.height,
+                                                      win.loop.settings.fps) == (1920, 1080, 60.0), timeout=5000)
 
 
 def test_readout_shows_rate_latency_and_model_share(qtbot: Any, make_window: Callable[..., MainWindow]) -> None:
     win = make_window()
     next_frame(qtbot, win)
     qtbot.waitUntil(lambda: "model on" in win.readout.text(), timeout=5000)
+    qtbot.wait(2500)  # a full 2-second window of frames behind the figures
+    win._update_readout()
     text = win.readout.text()
-    assert "fps" in text and "latency" in text and "% of frames" in text
+    st = win.loop.stats(window=2.0)  # type: ignore[union-attr]
+    m = re.fullmatch(r"([\d.]+) fps · latency (\d+) ms \(p95 (\d+)\) · model on (\d+) % of frames · (.+)", text)
+    assert m, text
+    fps, p50, p95, share = float(m[1]), int(m[2]), int(m[3]), int(m[4])
+    assert 3 < fps <= 35 and abs(fps - st.fps) < 5  # a 30 fps clip, shown at its own rate or less
+    assert 0 <= p50 <= p95 and 0 < share <= 100
+    assert m[5] == win.loop.backend_name  # type: ignore[union-attr]
 
 
 def test_camera_names_come_from_the_driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
