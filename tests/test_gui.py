@@ -438,6 +438,24 @@ def test_readout_shows_rate_latency_and_model_share(qtbot: Any, make_window: Cal
     assert m[5] == win.loop.backend_name  # type: ignore[union-attr]
 
 
+def test_camera_picker_lists_each_device_once_and_refreshes_when_opened(
+        qtbot: Any, make_window: Callable[..., MainWindow], red_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vbg.apps.gui import app
+
+    cams = {"/dev/video0": "Integrated Camera (/dev/video0)"}  # the device list: the hardware edge
+    monkeypatch.setattr(app, "camera_choices", lambda: dict(cams))
+    win = make_window(settings=Settings(model=str(red_model), camera="0"), autostart=False)
+    labels = [win.camera.itemText(i) for i in range(win.camera.count())]
+    assert labels == ["Integrated Camera (/dev/video0)", "Video file…"]  # "0" and /dev/video0: one entry
+    assert win.camera.currentData() == "/dev/video0"
+    win.camera.activated.emit(0)  # picking it is no change: "0" stays, nothing reopens
+    assert win.settings.camera == "0"
+    cams["/dev/video2"] = "USB Camera (/dev/video2)"  # plugged in while the window is open
+    win.camera.showPopup()
+    win.camera.hidePopup()
+    assert win.camera.findData("/dev/video2") >= 0 and win.camera.currentData() == "/dev/video0"
+
+
 def test_camera_names_come_from_the_driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from vbg.io import capture
 

@@ -152,6 +152,18 @@ class LabeledSlider(QWidget):
         self._on_change(self.value())
 
 
+class RefreshingComboBox(QComboBox):
+    """A combo box that refills itself (``refill``) just before its list opens."""
+
+    def __init__(self, refill: Callable[[], None]) -> None:
+        super().__init__()
+        self._refill = refill
+
+    def showPopup(self) -> None:  # noqa: N802 (Qt name)
+        self._refill()
+        super().showPopup()
+
+
 class MainWindow(QMainWindow):
     def __init__(self, settings: Settings | None = None, *, config: Path | None = None,
                  backgrounds_dir: Path | None = None, camera_factory: CameraFactory | None = None,
@@ -281,7 +293,7 @@ class MainWindow(QMainWindow):
         # source and model
         src_box = QGroupBox("Camera and model")
         form2 = QFormLayout(src_box)
-        self.camera = QComboBox()
+        self.camera = RefreshingComboBox(self._fill_cameras)
         self.camera.activated.connect(self._camera_picked)
         self.mirror = QCheckBox("Mirror")
         self.mirror.toggled.connect(lambda on: self.apply(mirror=on))
@@ -387,10 +399,7 @@ class MainWindow(QMainWindow):
         self.mirror.blockSignals(False)
         self.view_buttons.button(VIEWS.index(s.view)).setChecked(True)
         self.backend.setCurrentIndex(BACKENDS.index(s.backend))
-        cams = camera_choices()
-        self._fill_combo(self.camera, list(cams), s.camera, "Video file…",
-                         lambda v: cams.get(v) or (f"Camera {v}" if v.isdigit() else v if v.startswith("/dev/")
-                                                   else Path(v).name))
+        self._fill_cameras()
         self.resolution.clear()
         for w, h in dict.fromkeys(RESOLUTIONS + [(s.width, s.height)]):
             self.resolution.addItem(f"{w}x{h}", f"{w}x{h}")
@@ -402,6 +411,17 @@ class MainWindow(QMainWindow):
         names = ["default"] + [e.spec.name for e in list_models()]
         self._fill_combo(self.model, names, s.model, "Model spec…", lambda v: Path(v).name)
         self._select_bg_item()
+
+    def _fill_cameras(self) -> None:
+        """The camera picker: the cameras there are now (it refills each time it opens, so a webcam plugged
+        in meanwhile shows up), the current source, and a file picker."""
+        cams = camera_choices()
+        current = self.settings.camera
+        if current.isdigit() and f"/dev/video{current}" in cams:  # "0" is /dev/video0: one entry, not two
+            current = f"/dev/video{current}"
+        self._fill_combo(self.camera, list(cams), current, "Video file…",
+                         lambda v: cams.get(v) or (f"Camera {v}" if v.isdigit() else v if v.startswith("/dev/")
+                                                   else Path(v).name))
 
     @staticmethod
     def _fill_combo(combo: QComboBox, values: list[str], current: str, browse: str,
@@ -606,6 +626,8 @@ class MainWindow(QMainWindow):
             value = str(Path(value).resolve())  # saved absolute: the config works from any folder
             self.camera.insertItem(self.camera.count() - 1, Path(value).name, value)
             self.camera.setCurrentIndex(self.camera.findData(value))
+        elif value == f"/dev/video{self.settings.camera}":
+            value = self.settings.camera  # the same device under its other name: no reopen
         self.apply(camera=value)
 
     def _model_picked(self, index: int) -> None:
