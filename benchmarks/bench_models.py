@@ -121,6 +121,13 @@ def main() -> int:
 
     specs = [resolve_model(m) for m in args.model] if args.model else [e.spec for e in list_models()
                                                                      if e.origin == "bundled"]
+    for s in specs:  # the split below is split_of's default: a model trained on another would be scored
+        split = s.extra.get("training", {}).get("split")  # partly on its own training images
+        if split and (split["val_percent"], split["test_percent"]) != (15.0, 15.0):
+            print(f"bench_models: error: {s.name} was trained with a {split['val_percent']:g} %/"
+                  f"{split['test_percent']:g} % validation/test split, and this benchmark scores the 15 %/15 % "
+                  f"one (train it with the defaults)", file=sys.stderr)
+            return 2
     if PEER.is_file() and all(s.name != PEER_NAME for s in specs):
         peer = ModelSpec.load(PEER)
         if peer.onnx.is_file():

@@ -394,6 +394,31 @@ def test_export_averages_checkpoints_of_one_network(tmp_path, capsys) -> None:
     assert not (tmp_path / "bad.onnx").exists()
 
 
+def test_export_records_the_split_and_bench_models_refuses_another(tmp_path) -> None:
+    """A model trained on a non-default split would be benchmarked partly on its own training images:
+    the spec says which split it was trained with, and bench_models refuses one that is not its own."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from vbg.train.export import export_checkpoint
+    from vbg.train.trainer import train
+
+    samples = _synthetic_samples(10)
+    train(_cfg(tmp_path, epochs=1, meta={"val_percent": 20.0, "test_percent": 15.0}), samples[:8], samples[8:],
+          progress=False)
+    res = export_checkpoint(tmp_path / "run" / "best.pt", tmp_path / "m.onnx", fp16=False)
+    spec = json.loads(Path(res["spec"]).read_text())
+    assert spec["training"]["split"] == {"val_percent": 20.0, "test_percent": 15.0}
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, str(root / "benchmarks" / "bench_models.py"), "--model", res["spec"],
+                        "--data", str(tmp_path / "none"), "--rooms", str(tmp_path / "none"), "--runs", "1"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "20 %/15 % validation/test split" in r.stderr
+
+
 def test_recurrent_model_carries_its_state_through_the_pipeline(tmp_path) -> None:
     """A tiny RVM-style model exported with torch: logits = conv(frame) + state, state_out = logits.
     The pipeline feeds each frame's state to the next, one frame at a time, and reset() zeros it."""

@@ -139,6 +139,9 @@ def export_checkpoint(ckpt: str | Path | list[str | Path], out: str | Path, size
         err = max(err, check_export(model, out, (size[1], size[0])))
     info = {"arch": cfg["arch"], "arch_options": cfg.get("arch_options", {}), "seed": cfg.get("seed"),
             "num_classes": cfg["num_classes"], **(extra or {})}
+    meta = cfg.get("meta") or {}
+    if "val_percent" in meta and "test_percent" in meta:  # benchmarks must score it on the same split
+        info["split"] = {"val_percent": float(meta["val_percent"]), "test_percent": float(meta["test_percent"])}
     if len(ckpts) > 1:
         info["averaged_checkpoints"] = len(ckpts)
     ex: dict[str, Any] = {"training": info}
