@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -61,6 +60,7 @@ from ...settings import BACKENDS, VIEWS, Settings
 from ...sinks.vcam import CameraFactory, VirtualCamSink
 from ...stages.backgrounds import Background, BackgroundSpec, cover_fit, open_background
 from .bridge import FrameBridge, checkerboard
+from .stop_signals import closing_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -703,18 +703,8 @@ def open_window(settings: Settings, *, config: Path, note: str | None = None, sc
     win.show()
     if screenshot:
         _screenshot_when_ready(win, screenshot)
-    stop = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
-    old = {sig: signal.signal(sig, lambda *_: win.close()) for sig in stop}
-    # Python runs signal handlers only between bytecodes: a timer lets it in while Qt's loop waits.
-    tick = QTimer()
-    tick.timeout.connect(lambda: None)
-    tick.start(200)
-    try:
+    with closing_on_signals(win):
         return int(app.exec())
-    finally:
-        tick.stop()
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
 
 
 def _screenshot_when_ready(win: MainWindow, path: Path, frames: int = 20, timeout: float = 20.0) -> None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import signal
 import sys
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeyEvent, QPixmap
 from PySide6.QtWidgets import QApplication, QLabel
 
 from ...loop import LiveLoop
 from ..cli import Terminated
 from .bridge import FrameBridge
+from .stop_signals import closing_on_signals
 
 
 class PreviewWindow(QLabel):
@@ -60,25 +61,11 @@ def run_preview(loop: LiveLoop) -> None:
     """
     app = QApplication.instance() or QApplication(sys.argv[:1])
     win = PreviewWindow(loop)
-    caught: list[int] = []
-
-    def on_signal(signum: int, frame: object) -> None:
-        caught.append(signum)
-        win.close()
-
-    stop = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
-    old = {sig: signal.signal(sig, on_signal) for sig in stop}
-    # Python runs signal handlers only between bytecodes: a timer lets it in while Qt's loop waits.
-    tick = QTimer()
-    tick.timeout.connect(lambda: None)
-    tick.start(200)
     win.show()
     try:
-        app.exec()
+        with closing_on_signals(win) as caught:
+            app.exec()
     finally:
-        tick.stop()
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
         loop.on_delivery = None
     if caught:
         raise KeyboardInterrupt() if caught[0] == signal.SIGINT else Terminated(caught[0])
