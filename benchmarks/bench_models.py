@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from vbg.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
 from vbg.models import list_models, resolve_model  # noqa: E402
 from vbg.spec import ModelSpec  # noqa: E402
-from vbg.train.data import find_pairs, split_pairs  # noqa: E402
+from vbg.train.data import TEST_PERCENT, VAL_PERCENT, find_pairs, split_pairs  # noqa: E402
 from vbg.train.eval_cmd import evaluate_models  # noqa: E402
 from vbg.train.scenes import load_negatives  # noqa: E402
 
@@ -123,10 +123,10 @@ def main() -> int:
                                                                      if e.origin == "bundled"]
     for s in specs:  # the split below is split_of's default: a model trained on another would be scored
         split = s.extra.get("training", {}).get("split")  # partly on its own training images
-        if split and (split["val_percent"], split["test_percent"]) != (15.0, 15.0):
+        if split and (split["val_percent"], split["test_percent"]) != (VAL_PERCENT, TEST_PERCENT):
             print(f"bench_models: error: {s.name} was trained with a {split['val_percent']:g} %/"
-                  f"{split['test_percent']:g} % validation/test split, and this benchmark scores the 15 %/15 % "
-                  f"one (train it with the defaults)", file=sys.stderr)
+                  f"{split['test_percent']:g} % validation/test split, and this benchmark scores the "
+                  f"{VAL_PERCENT:g} %/{TEST_PERCENT:g} % one (train it with the defaults)", file=sys.stderr)
             return 2
     if PEER.is_file() and all(s.name != PEER_NAME for s in specs):
         peer = ModelSpec.load(PEER)

@@ -19,6 +19,7 @@ from typing import Any
 from ..errors import VbgError
 from ..spec import ORIENTATIONS
 from . import require_torch
+from .data import TEST_PERCENT, VAL_PERCENT
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "validation and the exported model")
     p.add_argument("--augment", default="{}", metavar="JSON",
                    help='augmentation overrides, e.g. \'{"paste_p": 0.1, "rotate": 5}\' (see vbg/train/augment.py)')
-    p.add_argument("--val-percent", type=float, default=15.0, help="fixed validation split by file name")
-    p.add_argument("--test-percent", type=float, default=15.0,
+    p.add_argument("--val-percent", type=float, default=VAL_PERCENT, help="fixed validation split by file name")
+    p.add_argument("--test-percent", type=float, default=TEST_PERCENT,
                    help="fixed test split by file name: never trained or chosen on, only reported")
     p.add_argument("--negatives", action="append", default=[], metavar="DIR",
                    help="people-free images (repeatable): all-background samples, and scenes to paste people onto")

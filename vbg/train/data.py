@@ -50,6 +50,9 @@ class Pair:
 
 
 SPLITS = ("train", "val", "test")
+# the labelled split every tool uses unless told otherwise (benchmarks assume it)
+VAL_PERCENT = 15.0
+TEST_PERCENT = 15.0
 
 
 def _fraction(text: str) -> float:
@@ -57,12 +60,12 @@ def _fraction(text: str) -> float:
     return int.from_bytes(hashlib.md5(text.encode()).digest()[:4], "big") / 2**32
 
 
-def is_val(key: str, val_percent: float = 15.0) -> bool:
+def is_val(key: str, val_percent: float = VAL_PERCENT) -> bool:
     """The validation hash alone (before the test split takes its share)."""
     return _fraction(key) < val_percent / 100.0
 
 
-def split_of(key: str, val_percent: float = 15.0, test_percent: float = 15.0) -> str:
+def split_of(key: str, val_percent: float = VAL_PERCENT, test_percent: float = TEST_PERCENT) -> str:
     """``"test"``, ``"val"`` or ``"train"`` for a sample key.
 
     The test share is drawn first, from a salted hash; the validation share
@@ -100,8 +103,8 @@ def find_pairs(root: str | Path) -> list[Pair]:
     return pairs
 
 
-def split_pairs(pairs: list[Pair], val_percent: float = 15.0,
-                test_percent: float = 15.0) -> dict[str, list[Pair]]:
+def split_pairs(pairs: list[Pair], val_percent: float = VAL_PERCENT,
+                test_percent: float = TEST_PERCENT) -> dict[str, list[Pair]]:
     """``{"train": [...], "val": [...], "test": [...]}`` by :func:`split_of`."""
     out: dict[str, list[Pair]] = {k: [] for k in SPLITS}
     for p in pairs:

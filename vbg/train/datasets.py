@@ -17,7 +17,18 @@ import cv2
 import numpy as np
 
 from ..errors import VbgError
-from .data import SPLITS, Pair, Sample, find_pairs, load_samples, read_image, split_of, split_pairs
+from .data import (
+    SPLITS,
+    TEST_PERCENT,
+    VAL_PERCENT,
+    Pair,
+    Sample,
+    find_pairs,
+    load_samples,
+    read_image,
+    split_of,
+    split_pairs,
+)
 
 
 def _shrink(img: np.ndarray, mask: np.ndarray, max_side: int | None, nearest: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -92,9 +103,9 @@ def load_coco(root: Path, ann_file: Path | None, max_side: int | None) -> list[S
     return out
 
 
-def load_dataset(fmt: str, roots: list[Path], num_classes: int = 1, val_percent: float = 15.0,
+def load_dataset(fmt: str, roots: list[Path], num_classes: int = 1, val_percent: float = VAL_PERCENT,
                  max_side: int | None = 400, coco_json: str | None = None,
-                 test_percent: float = 15.0, progress: bool = True) -> dict[str, list[Sample]]:
+                 test_percent: float = TEST_PERCENT, progress: bool = True) -> dict[str, list[Sample]]:
     """``{"train": [...], "val": [...], "test": [...]}``, split by file name (:func:`split_of`)."""
     samples: list[Sample] = []
     for root in roots:
