@@ -361,7 +361,7 @@ class LiveLoop:
         try:
             self._apply_model_settings(new, background)
         except VbgError as exc:
-            if self._pipeline is None or all(getattr(new, k) == getattr(old, k) for k in MODEL_KEYS):
+            if self._pipeline is None or not new.differs(old, MODEL_KEYS):
                 raise
             # the running model stays; the rest of the change (sliders, background, camera) still applies,
             # so one bad pick does not block every later change
@@ -369,8 +369,7 @@ class LiveLoop:
             self._apply_model_settings(new, None)
             self._report(exc.line())
         source = Source.parse(new.camera)
-        if new.camera != old.camera or (source.is_camera and any(
-                getattr(new, k) != getattr(old, k) for k in CAPTURE_KEYS)):
+        if new.camera != old.camera or (source.is_camera and new.differs(old, CAPTURE_KEYS)):
             self._drop_capture()  # before opening: a camera cannot be opened twice
             self.settings = new
             self._capture = self._make_capture(new)
@@ -389,7 +388,7 @@ class LiveLoop:
         if background is not None and new.bg == old.bg:  # the background in use stays: nothing to apply
             background.close()
             background = None
-        if any(getattr(new, k) != getattr(old, k) for k in MODEL_KEYS):
+        if new.differs(old, MODEL_KEYS):
             backend, pipeline = self._make_pipeline(new, background)
             if self._pipeline is not None:
                 self._pipeline.close()

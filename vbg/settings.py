@@ -12,7 +12,7 @@ import dataclasses
 import numbers
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -127,6 +127,10 @@ class Settings:
         origins = {k: v for k, v in getattr(self, "_origins", {}).items() if k not in changes}
         object.__setattr__(out, "_origins", origins)
         return out
+
+    def differs(self, other: Settings, keys: Iterable[str]) -> bool:
+        """Whether any of ``keys`` has another value in ``other``."""
+        return any(getattr(self, k) != getattr(other, k) for k in keys)
 
     # --- TOML -----------------------------------------------------------
     def origin(self, name: str) -> str | None:

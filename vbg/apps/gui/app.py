@@ -473,7 +473,7 @@ class MainWindow(QMainWindow):
             self.loop.update(new, background)
         elif background is not None:
             background.close()
-        elif any(getattr(new, k) != getattr(old, k) for k in RESTART_KEYS):
+        elif new.differs(old, RESTART_KEYS):
             self.start_session()  # the last session ended on an error: try again with the fix
         self._save_timer.start()
         return True
