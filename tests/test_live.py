@@ -393,3 +393,23 @@ def test_stats_history_is_bounded(red_model: Path, clip: Path, monkeypatch: pyte
     assert loop.wait(10)
     st = loop.stats()
     assert st.frames == 35 and len(loop._latency) <= 20 and st.model_runs >= 1 and st.fps > 0
+
+
+def test_readout_rate_of_frames_slower_than_its_window(red_model: Path, clip: Path) -> None:
+    """A frame every 0.6 s read over a 0.5 s window holds one delivery at most: the readout gives the last two
+    deliveries' rate, not 0 fps."""
+
+    class SlowSink:
+        def write(self, out: Any, pts: int | None = None) -> None:
+            time.sleep(0.6)
+
+        def close(self) -> None: ...
+
+        def abort(self) -> None: ...
+
+    loop = LiveLoop(Settings(model=str(red_model), camera=str(clip), bg="color:#00ff00"), max_frames=4)
+    loop.add_sink(SlowSink())
+    loop.start()
+    assert loop.wait(20)
+    st = loop.stats(window=0.5)
+    assert st.frames == 2 and 1.0 < st.fps < 1.8, st

@@ -312,6 +312,8 @@ class LiveLoop:
         with self._stats_lock:
             times, lat = self._t_delivered, self._latency
             i = bisect.bisect_left(times, time.perf_counter() - window) if window else 0
+            if window and len(times) - i < 2:
+                i = max(0, len(times) - 2)  # slower than one frame a window: the last two deliveries' rate
             t, lt = times[i:], np.array(lat[i:], dtype=np.float64)  # copies: the arrays keep growing
             cpu, ran = self._cpu[i:], self._ran[i:]
             stage = dict(self._stage_ms)
