@@ -84,10 +84,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher", action="append", default=[], metavar="SPEC",
                    help="teacher model spec (.json beside an .onnx or .tflite; repeatable: an ensemble)")
     p.add_argument("--distill-every", type=int, default=3, help="use every Nth video frame")
+    p.add_argument("--bg-crops", action="store_true",
+                   help="add each training photo's largest person-free rectangle to the negatives, where "
+                        "every --teacher sees no one in it")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--init", metavar="CKPT", nargs="+",
                    help="start from this checkpoint's weights, with a fresh optimiser and schedule "
-                        "(several: their weight average)")
+                        "(several: their weight average; or one ONNX model vbg export wrote)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -152,6 +155,7 @@ def parse_augment(text: str) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     require_torch()
+    from .bgcrops import teacher_background_crops
     from .datasets import load_dataset
     from .scenes import cutouts_from_samples, load_cutouts, load_negatives
     from .teachers import teacher_samples
@@ -162,7 +166,8 @@ def run(args: argparse.Namespace) -> int:
         sizes = sizes + [(h, w) for w, h in sizes if (h, w) not in sizes]
     for ckpt in args.init or []:
         if not Path(ckpt).is_file():
-            raise VbgError(f"--init checkpoint {ckpt} not found", "pass a best.pt, final.pt or last.pt of a run")
+            raise VbgError(f"--init checkpoint {ckpt} not found",
+                           "pass a best.pt, final.pt or last.pt of a run, or an exported .onnx")
     try:
         options = json.loads(args.arch_options)
     except json.JSONDecodeError as exc:
@@ -171,9 +176,12 @@ def run(args: argparse.Namespace) -> int:
         options["up"] = args.up
     augment = parse_augment(args.augment)
     mix = parse_mix(args.mix)
-    if args.teacher and not args.distill:
-        raise VbgError("--teacher needs --distill DIR (the unlabelled images or videos to label)",
+    if args.teacher and not (args.distill or args.bg_crops):
+        raise VbgError("--teacher needs --distill DIR (the unlabelled images or videos to label) or --bg-crops",
                        "add --distill, or drop --teacher")
+    if args.bg_crops and not args.teacher:
+        raise VbgError("--bg-crops needs a --teacher to check each crop for unlabelled people",
+                       "add --teacher benchmarks/peers/mediapipe_selfie.json")
     num_classes = 3 if args.format == "pet" and args.classes == 1 else args.classes
     splits = load_dataset(args.format, [Path(d) for d in args.data], num_classes=num_classes,
                           val_percent=args.val_percent, max_side=args.max_side, coco_json=args.coco_json,
@@ -182,6 +190,8 @@ def run(args: argparse.Namespace) -> int:
     negative_dirs = [Path(d) for d in args.negatives]
     negatives = load_negatives(negative_dirs, "train", args.max_side) if negative_dirs else []
     val_negatives = load_negatives(negative_dirs, "val", args.max_side) if negative_dirs else []
+    crops = teacher_background_crops(train_s, [Path(t) for t in args.teacher]) if args.bg_crops else []
+    negatives += crops
     cutouts = load_cutouts([Path(d) for d in args.cutouts]) if args.cutouts else []
     if num_classes == 1 and negatives and mix.get("paste", 0) > 0:
         cutouts += cutouts_from_samples(train_s)
@@ -194,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
                       threads=args.threads, augment=augment, mix=mix, mine_every=args.mine_every,
                       meta={"data": args.data, "format": args.format, "train": len(train_s), "val": len(val_s),
                             "test_held_out": len(splits["test"]), "negatives": args.negatives,
-                            "negatives_train": len(negatives), "negatives_val": len(val_negatives),
+                            "negatives_train": len(negatives), "bg_crops": len(crops), "negatives_val": len(val_negatives),
                             "cutouts": len(cutouts), "distill": args.distill, "teachers": args.teacher,
                             "teacher_images": len(teacher), "val_percent": args.val_percent,
                             "test_percent": args.test_percent, "init": args.init})

@@ -37,11 +37,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import VbgError
-from ..spec import oriented_size
+from ..spec import ModelSpec, oriented_size
 from .augment import AugmentConfig, make_example, photometric, recolour_background
 from .data import Sample
 from .losses import SegLoss
 from .models import build_model
+from .onnx_init import load_onnx_weights, onnx_training_info
 from .plot import plot_curves
 from .scenes import Cutout, compose
 
@@ -280,6 +281,18 @@ def person_areas(model: nn.Module, samples: list[Sample], cfg: TrainConfig, batc
     return out
 
 
+def calibration_inputs(samples: list[Sample], size: tuple[int, int], cfg: TrainConfig,
+                       n: int = 128) -> torch.Tensor:
+    """Up to ``n`` whole images (an even spread of ``samples``) stretched to
+    ``size`` (w, h), as the network sees them: BatchNorm statistics for
+    a start from an ONNX model."""
+    if not samples:
+        raise ConfigError("--init from an ONNX model needs labelled training images to calibrate on")
+    idx = np.linspace(0, len(samples) - 1, min(n, len(samples))).round().astype(int)
+    return torch.stack([to_tensor(cv2.resize(samples[i].image, size, interpolation=cv2.INTER_AREA),
+                                  cfg.mean, cfg.std) for i in idx])
+
+
 def _layout(x: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if cfg.channels_last else x
 
@@ -368,12 +381,21 @@ def train(cfg: TrainConfig, train_samples: list[Sample], val_samples: list[Sampl
     last = out / "last.pt"
     if init and not (resume and last.is_file()):
         inits = [init] if isinstance(init, (str, Path)) else list(init)
-        start, conf = load_average(inits)  # checks that the checkpoints hold one network
+        from_onnx = any(str(p).lower().endswith(".onnx") for p in inits)
+        if from_onnx and len(inits) > 1:
+            raise ConfigError("--init takes one ONNX model, or checkpoints to average, not both")
+        # checks that the checkpoints hold one network
+        conf = onnx_training_info(inits[0]) if from_onnx else None
+        start, conf = (None, conf) if from_onnx else load_average(inits)
         if network_of(conf) != network_of(asdict(cfg)):
             arch, opts, classes = conf.get("arch"), conf.get("arch_options", {}), conf.get("num_classes", 1)
             raise ConfigError(f"{inits[0]} holds a {arch} model with {classes} classes and options {opts}, not this "
                              f"{cfg.arch} with {cfg.num_classes} and {cfg.arch_options}")
-        model.load_state_dict(start.state_dict())
+        if start is not None:
+            model.load_state_dict(start.state_dict())
+        else:
+            size = ModelSpec.load(Path(inits[0]).with_suffix(".json")).size
+            load_onnx_weights(model, inits[0], calibration_inputs(train_samples, size, cfg))
         log.info("starting from the weights of %s", " + ".join(map(str, inits)))
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
