@@ -4,7 +4,8 @@
 # (reported only: nothing is chosen on it). Needs vbg[train] and ../shared.
 #   bash benchmarks/ablation_pair.sh all no-negatives     # (re)writes runs/abl-<name>/, runs/abl-test-<a>-<b>.md
 # Variants: all, no-negatives, no-paste, no-teachers, no-mining, labelled-only; all-seed1 (the same recipe, a
-# second seed: the noise between runs) and bg-hue (background recolouring added). A removed pool is dropped
+# second seed: the noise between runs), bg-hue (background recolouring added) and bg-crops (the labelled
+# photos' person-free rectangles added to the negatives). A removed pool is dropped
 # from the default mix (labelled=0.5,negative=0.15,paste=0.15,teacher=0.2) and the rest keep their ratios.
 set -e
 cd "$(dirname "$0")/.."
@@ -26,6 +27,7 @@ variant() {  # sets EXTRA to the extra arguments of one variant
     labelled-only) EXTRA=(--mix labelled=1) ;;
     all-seed1) EXTRA=("${TEACH[@]}" --seed 1) ;;  # the run-to-run noise of the recipe itself
     bg-hue) EXTRA=("${TEACH[@]}" --augment '{"bg_hue_p": 0.3}') ;;  # an addition, not an ablation
+    bg-crops) EXTRA=("${TEACH[@]}" --bg-crops) ;;  # an addition: the photos' person-free crops as negatives
     *) echo "unknown variant $1" >&2; exit 2 ;;
   esac
 }

@@ -19,7 +19,8 @@ def _trained_export(tmp_path, epochs: int = 3):
     from vbg.train.trainer import train
 
     samples = _synthetic_samples(28)
-    train(_cfg(tmp_path, epochs=epochs), samples[:24], samples[24:], progress=False)
+    train(_cfg(tmp_path, epochs=epochs, meta={"val_percent": 15.0, "test_percent": 15.0}), samples[:24],
+          samples[24:], progress=False)
     res = export_checkpoint(tmp_path / "run" / "best.pt", tmp_path / "m.onnx", fp16=False)
     return samples, tmp_path / "m.onnx", res
 
@@ -75,11 +76,85 @@ def test_onnx_start_refuses_another_network(tmp_path) -> None:
               samples[:24], samples[24:], progress=False, init=onnx_path)
     # the same name but other widths (a spec that lies): the convolutions' shapes
     wider = dict(ARCHS["unet-lite"], enc_channels=(8, 12, 16, 24, 40))
-    with pytest.raises(VbgError, match="convolution"):
+    with pytest.raises(VbgError, match=r"Conv \d+ is \(32, 96, 1, 1\), this network.s \(40, 96, 1, 1\)"):
         load_onnx_weights(build_model("unet-lite", 1, **wider), onnx_path, torch.randn(2, 3, 48, 64))
     onnx_path.with_suffix(".json").unlink()
     with pytest.raises(VbgError, match="no spec beside it"):
         train(_cfg(tmp_path, out=str(tmp_path / "p")), samples[:24], samples[24:], progress=False, init=onnx_path)
+
+
+@pytest.mark.parametrize("key", ["unet-lite", "unet-transpose", "deeplabv3", "deeplabv3-resnet", "fcdensenet",
+                                 "fcn8s", "fcn8s-bilinear"])
+def test_onnx_start_for_every_architecture(key: str, tmp_path) -> None:
+    """Folded and unfolded BatchNorms (the Tiramisu's come before their convolution), transposed convolutions:
+    every architecture's export loads back into its network exactly."""
+    from test_train import _build
+
+    from vbg.train.export import export_onnx
+    from vbg.train.onnx_init import load_onnx_weights
+
+    src = _build(key)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # statistics of a trained network, so the folding is not the identity
+        for m in src.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.3)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+    path = export_onnx(src, tmp_path / "m.onnx", (64, 48))
+    torch.manual_seed(7)
+    dst = _build(key)
+    for p in dst.parameters():  # nothing left over from the source by chance
+        torch.nn.init.normal_(p)
+    assert load_onnx_weights(dst, path, torch.randn(8, 3, 48, 64)) < 1e-3
+    x = torch.randn(2, 3, 48, 64)
+    with torch.no_grad():
+        assert torch.allclose(dst.eval()(x), src.eval()(x), atol=1e-3, rtol=1e-3)
+
+
+def test_train_cli_onnx_init_errors_are_one_line_and_early(tmp_path, capsys) -> None:
+    """A broken --init model is refused before any data is read (no --data folder exists here)."""
+    from vbg.apps import cli
+
+    def run(*extra: str) -> str:
+        rc = cli.main(["train", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "r"), *extra])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+        return err
+
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a protobuf at all \xff\xfe" * 50)
+    assert "has no spec beside it" in run("--init", str(bad))
+    bad.with_suffix(".json").write_text('["a list"]')
+    assert "no training.arch" in run("--init", str(bad))
+    bad.with_suffix(".json").write_bytes(b"\xff\xfe{")
+    assert "cannot read" in run("--init", str(bad))
+    bad.with_suffix(".json").write_text('{"training": {"arch": "unet-lite", "num_classes": "x"}}')
+    assert "malformed" in run("--init", str(bad))
+    bad.with_suffix(".json").write_text('{"training": {"arch": "unet-lite"}}')
+    assert "is not an ONNX model" in run("--init", str(bad))
+    assert "not class maps" in run("--bg-crops", "--teacher", "t.json", "--format", "pet")
+
+
+def test_onnx_start_refuses_a_model_of_another_split(tmp_path) -> None:
+    """Weights trained with another validation/test split would be validated partly on their own training
+    images."""
+    import json
+
+    from vbg.train.trainer import train
+
+    samples, onnx_path, _ = _trained_export(tmp_path, epochs=1)
+    spec = json.loads(onnx_path.with_suffix(".json").read_text())
+    spec["training"]["split"] = {"val_percent": 20.0, "test_percent": 15.0}
+    onnx_path.with_suffix(".json").write_text(json.dumps(spec))
+    cfg = _cfg(tmp_path, out=str(tmp_path / "s"), meta={"val_percent": 15.0, "test_percent": 15.0})
+    with pytest.raises(ValueError, match="--val-percent 20 --test-percent 15, this run has 15 and 15"):
+        train(cfg, samples[:24], samples[24:], progress=False, init=onnx_path)
+    # the checkpoint route is checked the same way
+    ck_cfg = _cfg(tmp_path, out=str(tmp_path / "t"), meta={"val_percent": 10.0, "test_percent": 15.0})
+    with pytest.raises(ValueError, match="trained with --val-percent"):
+        train(ck_cfg, samples[:24], samples[24:], progress=False, init=tmp_path / "run" / "best.pt")
 
 
 def test_largest_free_rectangle() -> None:

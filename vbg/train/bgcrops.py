@@ -27,6 +27,8 @@ from .data import Sample
 
 log = logging.getLogger(__name__)
 
+PERSON_LEVEL = 8  # of 255: soft labels' faint edges count as person
+
 
 def largest_free_rectangle(free: np.ndarray) -> tuple[int, int, int, int]:
     """(x, y, w, h) of the largest all-True axis-aligned rectangle of a bool grid
@@ -55,13 +57,16 @@ def free_crop(image: np.ndarray, mask: np.ndarray, min_area: float = 0.10, max_a
     covers under ``min_area`` of the image, has a side under ``min_side``
     pixels, or is longer than ``max_aspect`` times its width (or the reverse).
 
-    ``mask`` is the label (>= 128 person), dilated by ``margin`` of the
+    ``mask`` is the label (any value from ``PERSON_LEVEL`` up counts, so faint hair and motion blur
+    of a soft mask stay out of the crop), dilated by ``margin`` of the
     image diagonal before the search; the search runs on a grid of about
     ``grid`` cells along the long side."""
     h, w = mask.shape[:2]
     s = grid / max(h, w)
     gw, gh = max(1, round(w * s)), max(1, round(h * s))
-    person = cv2.resize((mask >= 128).astype(np.uint8), (gw, gh), interpolation=cv2.INTER_AREA) > 0
+    person = mask >= PERSON_LEVEL
+    # a cell with any person pixel in it is person (area-averaged floats, so thin limbs are kept)
+    person = cv2.resize(person.astype(np.float32), (gw, gh), interpolation=cv2.INTER_AREA) > 0
     r = max(1, round(margin * np.hypot(gw, gh)))
     person = cv2.dilate(person.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2)) > 0
     x, y, cw, ch = largest_free_rectangle(~person)
@@ -73,7 +78,7 @@ def free_crop(image: np.ndarray, mask: np.ndarray, min_area: float = 0.10, max_a
     pw, ph = x1 - x0, y1 - y0
     if pw < min_side or ph < min_side or pw * ph < min_area * w * h or max(pw / ph, ph / pw) > max_aspect:
         return None
-    if (mask[y0:y1, x0:x1] >= 128).any():
+    if (mask[y0:y1, x0:x1] >= PERSON_LEVEL).any():
         return None
     return np.ascontiguousarray(image[y0:y1, x0:x1])
 

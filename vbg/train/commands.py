@@ -168,6 +168,9 @@ def run(args: argparse.Namespace) -> int:
         if not Path(ckpt).is_file():
             raise VbgError(f"--init checkpoint {ckpt} not found",
                            "pass a best.pt, final.pt or last.pt of a run, or an exported .onnx")
+        if str(ckpt).lower().endswith(".onnx"):  # its spec and weights, before minutes of data loading
+            from .onnx_init import check_onnx_init
+            check_onnx_init(ckpt)
     try:
         options = json.loads(args.arch_options)
     except json.JSONDecodeError as exc:
@@ -179,6 +182,9 @@ def run(args: argparse.Namespace) -> int:
     if args.teacher and not (args.distill or args.bg_crops):
         raise VbgError("--teacher needs --distill DIR (the unlabelled images or videos to label) or --bg-crops",
                        "add --distill, or drop --teacher")
+    if args.bg_crops and (args.classes > 1 or args.format == "pet"):
+        raise VbgError("--bg-crops makes person-free negatives for binary person masks, not class maps",
+                       "drop --bg-crops for a multi-class run")
     if args.bg_crops and not args.teacher:
         raise VbgError("--bg-crops needs a --teacher to check each crop for unlabelled people",
                        "add --teacher benchmarks/peers/mediapipe_selfie.json")
@@ -190,6 +196,8 @@ def run(args: argparse.Namespace) -> int:
     negative_dirs = [Path(d) for d in args.negatives]
     negatives = load_negatives(negative_dirs, "train", args.max_side) if negative_dirs else []
     val_negatives = load_negatives(negative_dirs, "val", args.max_side) if negative_dirs else []
+    n_scenes = len(negatives)
+    # from the training split only: a crop of a validation or test photo would leak it
     crops = teacher_background_crops(train_s, [Path(t) for t in args.teacher]) if args.bg_crops else []
     negatives += crops
     cutouts = load_cutouts([Path(d) for d in args.cutouts]) if args.cutouts else []
@@ -204,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
                       threads=args.threads, augment=augment, mix=mix, mine_every=args.mine_every,
                       meta={"data": args.data, "format": args.format, "train": len(train_s), "val": len(val_s),
                             "test_held_out": len(splits["test"]), "negatives": args.negatives,
-                            "negatives_train": len(negatives), "bg_crops": len(crops), "negatives_val": len(val_negatives),
+                            "negatives_train": n_scenes, "bg_crops": len(crops), "negatives_val": len(val_negatives),
                             "cutouts": len(cutouts), "distill": args.distill, "teachers": args.teacher,
                             "teacher_images": len(teacher), "val_percent": args.val_percent,
                             "test_percent": args.test_percent, "init": args.init})

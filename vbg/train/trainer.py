@@ -391,6 +391,7 @@ def train(cfg: TrainConfig, train_samples: list[Sample], val_samples: list[Sampl
             arch, opts, classes = conf.get("arch"), conf.get("arch_options", {}), conf.get("num_classes", 1)
             raise ConfigError(f"{inits[0]} holds a {arch} model with {classes} classes and options {opts}, not this "
                              f"{cfg.arch} with {cfg.num_classes} and {cfg.arch_options}")
+        check_same_split(conf, cfg, inits[0])
         if start is not None:
             model.load_state_dict(start.state_dict())
         else:
@@ -508,6 +509,26 @@ def mine_negatives(model: nn.Module, negatives: list[Sample], cfg: TrainConfig) 
     log.info("hard negatives: mean person area %.4f, %.1f %% of scenes above 1 %%", areas.mean(),
              100 * (areas > 0.01).mean())
     return p / p.sum()
+
+
+def split_of_run(conf: dict[str, Any]) -> tuple[float, float] | None:
+    """(val_percent, test_percent) a checkpoint's config or an ONNX spec's training block
+    records, or None when it records none."""
+    rec = conf.get("split") or conf.get("meta") or {}
+    try:
+        return float(rec["val_percent"]), float(rec["test_percent"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def check_same_split(conf: dict[str, Any], cfg: TrainConfig, source: str | Path) -> None:
+    """A start from weights trained on another split would validate and test partly on their own training
+    images: refused."""
+    theirs, ours = split_of_run(conf), split_of_run({"meta": cfg.meta})
+    if theirs is not None and ours is not None and theirs != ours:
+        raise ConfigError(f"{source} was trained with --val-percent {theirs[0]:g} --test-percent {theirs[1]:g}, "
+                          f"this run has {ours[0]:g} and {ours[1]:g}: its validation and test images would "
+                          "include ones it was trained on")
 
 
 def network_of(conf: dict[str, Any]) -> tuple[Any, int, str]:
