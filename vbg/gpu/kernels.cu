@@ -56,9 +56,10 @@ __device__ __forceinline__ float sample_f32(const float* __restrict__ img, int w
     return fmaf(__fsub_rn(t1, t0), yf[y], t0);
 }
 
-/* blobFromImagesWithParams' last multiply: in float for NCHW, in double for NHWC (OpenCV 5). */
-__device__ __forceinline__ float scale_px(float d, double m, int nchw) {
-    return nchw ? __fmul_rn(d, __double2float_rn(m)) : __double2float_rn(__dmul_rn((double)d, m));
+/* blobFromImagesWithParams' last multiply: in double for NHWC in OpenCV 5.0, in float otherwise
+   (5.1: float for both); the host probes which (plans.blob_multiplies_in_double). */
+__device__ __forceinline__ float scale_px(float d, double m, int in_double) {
+    return in_double ? __double2float_rn(__dmul_rn((double)d, m)) : __fmul_rn(d, __double2float_rn(m));
 }
 
 #define NSTAT 17  /* Fisher sums: n_f, then per channel (luma, B, G, R): sum x, sum x^2, sum w x, sum w x^2 */
@@ -89,7 +90,7 @@ __global__ void resize_u8(const u8* __restrict__ src, int H, int W,
 __global__ void preprocess(const u8* __restrict__ src, int H, int W,
                            const int* __restrict__ xi, const int* __restrict__ xw,
                            const int* __restrict__ yi, const int* __restrict__ yw,
-                           float* __restrict__ dst, int h, int w, int nchw, int swap_rb,
+                           float* __restrict__ dst, int h, int w, int nchw, int swap_rb, int in_double,
                            float s0, float s1, float s2, double m0, double m1, double m2) {
     int x = blockIdx.x * blockDim.x + threadIdx.x;
     int y = blockIdx.y * blockDim.y + threadIdx.y;
@@ -98,9 +99,9 @@ __global__ void preprocess(const u8* __restrict__ src, int H, int W,
     int v[3];
     sample_u8(src + (size_t)n * H * W * 3, W, xi, xw, yi, yw, x, y, v);
     float q0 = (float)v[swap_rb ? 2 : 0], q1 = (float)v[1], q2 = (float)v[swap_rb ? 0 : 2];
-    float o0 = scale_px(__fsub_rn(q0, s0), m0, nchw);
-    float o1 = scale_px(__fsub_rn(q1, s1), m1, nchw);
-    float o2 = scale_px(__fsub_rn(q2, s2), m2, nchw);
+    float o0 = scale_px(__fsub_rn(q0, s0), m0, in_double);
+    float o1 = scale_px(__fsub_rn(q1, s1), m1, in_double);
+    float o2 = scale_px(__fsub_rn(q2, s2), m2, in_double);
     if (nchw) {
         size_t plane = (size_t)h * w;
         float* o = dst + (size_t)n * 3 * plane + (size_t)y * w + x;

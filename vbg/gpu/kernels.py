@@ -109,6 +109,7 @@ from .plans import (
     Pyramid,
     Size,
     blob_constants,
+    blob_multiplies_in_double,
     blur_plan,
     feather_ksize,
     gaussian_taps,
@@ -220,7 +221,8 @@ class Kernels:
         grid, block = _grid(w, h, n)
         self.fn["preprocess"](grid, block, (
             src, i32(sh), i32(sw), xi, xw, yi, yw, out, i32(h), i32(w), i32(spec.input.layout == "NCHW"),
-            i32(swap), f32(sub[0]), f32(sub[1]), f32(sub[2]), f64(mul[0]), f64(mul[1]), f64(mul[2])))
+            i32(swap), i32(blob_multiplies_in_double(spec.input.layout)),
+            f32(sub[0]), f32(sub[1]), f32(sub[2]), f64(mul[0]), f64(mul[1]), f64(mul[2])))
         return out
 
     def resize_f32(self, src: Any, size: Size, out: Any = None) -> Any:

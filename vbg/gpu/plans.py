@@ -19,7 +19,7 @@ import numpy as np
 from ..settings import Settings
 from ..spec import ModelSpec
 from ..stages.matte import Matte
-from ..stages.preprocess import levels_for
+from ..stages.preprocess import _LAYOUT_NCHW, _LAYOUT_NHWC, levels_for
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +145,32 @@ def blur_plan(strength: float, width: int, height: int) -> BlurPlan:
     size = (max(1, round(width / factor)), max(1, round(height / factor)))
     s = max(0.5, sigma / factor)
     return BlurPlan(size, gaussian_ksize_u8(s), s)
+
+
+@functools.cache
+def blob_multiplies_in_double(layout: str) -> bool:
+    """Whether the installed OpenCV's ``blobFromImagesWithParams`` does its last multiply in double (OpenCV
+    5.0 for NHWC) or in float (5.0 for NCHW, 5.1 for both). Probed once per layout on every 8-bit value, so
+    the kernels and references follow the library the CPU path really runs on."""
+    img = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
+    mean = np.array([0.485, 0.456, 0.406]) * 255.0
+    mul = 1.0 / (255.0 * np.array([0.229, 0.224, 0.225]))
+    p = cv2.dnn.Image2BlobParams()
+    p.scalefactor = (*(float(v) for v in mul), 0.0)
+    p.mean = (*(float(v) for v in mean), 0.0)
+    p.ddepth = cv2.CV_32F
+    p.datalayout = _LAYOUT_NCHW if layout == "NCHW" else _LAYOUT_NHWC
+    got = cv2.dnn.blobFromImagesWithParams([img], p)[0]
+    got = got.transpose(1, 2, 0) if layout == "NCHW" else got
+    d = img.astype(np.float32) - mean.astype(np.float32)
+    in_double = (d.astype(np.float64) * mul).astype(np.float32)
+    in_float = d * mul.astype(np.float32)
+    if np.array_equal(got, in_double):
+        return True
+    if not np.array_equal(got, in_float):
+        log.warning("OpenCV %s normalises %s blobs in neither float nor double: GPU results may differ from "
+                    "the CPU's in the last bit", cv2.__version__, layout)
+    return False
 
 
 def blob_constants(spec: ModelSpec) -> tuple[np.ndarray, np.ndarray, bool]:

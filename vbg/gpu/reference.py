@@ -21,6 +21,7 @@ from .plans import (
     Size,
     _luma,
     blob_constants,
+    blob_multiplies_in_double,
     blur_plan,
     feather_ksize,
     gaussian_taps,
@@ -97,8 +98,9 @@ def ref_preprocess(frames: Sequence[np.ndarray], spec: ModelSpec) -> np.ndarray:
         if swap:
             q = q[..., ::-1]
         d = q - sub
-        # OpenCV 5 multiplies in float for NCHW blobs and in double for NHWC ones.
-        out.append(d * mul.astype(np.float32) if nchw else (d.astype(np.float64) * mul).astype(np.float32))
+        # OpenCV 5.0 multiplies in double for NHWC blobs, in float otherwise (5.1: float for both)
+        in_double = blob_multiplies_in_double(spec.input.layout)
+        out.append((d.astype(np.float64) * mul).astype(np.float32) if in_double else d * mul.astype(np.float32))
     x = np.stack(out)
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if nchw else x
 
