@@ -133,6 +133,12 @@ def test_train_cli_onnx_init_errors_are_one_line_and_early(tmp_path, capsys) -> 
     bad.with_suffix(".json").write_text('{"training": {"arch": "unet-lite", "num_classes": "x"}}')
     assert "malformed" in run("--init", str(bad))
     bad.with_suffix(".json").write_text('{"training": {"arch": "unet-lite"}}')
+    assert "invalid model spec" in run("--init", str(bad))  # no input size to calibrate at
+    import json
+    from pathlib import Path
+
+    spec = json.loads((Path(__file__).parents[1] / "assets" / "models" / "unet-lite-m.json").read_text())
+    bad.with_suffix(".json").write_text(json.dumps({**spec, "onnx": bad.name}))
     assert "is not an ONNX model" in run("--init", str(bad))
     assert "not class maps" in run("--bg-crops", "--teacher", "t.json", "--format", "pet")
 

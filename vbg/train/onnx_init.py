@@ -60,7 +60,10 @@ def onnx_training_info(path: str | Path) -> dict[str, Any]:
 def check_onnx_init(path: str | Path) -> dict[str, Any]:
     """Everything about an ``--init`` ONNX model that can be checked before any data is loaded:
     its spec, that the file parses, and that its weights are FP32. Returns the spec's training block."""
+    from ..spec import ModelSpec
+
     info = onnx_training_info(path)
+    ModelSpec.load(Path(path).with_suffix(".json"))  # the input size the weights are calibrated at
     _onnx_layers(Path(path))
     return info
 

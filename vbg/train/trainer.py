@@ -384,9 +384,10 @@ def train(cfg: TrainConfig, train_samples: list[Sample], val_samples: list[Sampl
         from_onnx = any(str(p).lower().endswith(".onnx") for p in inits)
         if from_onnx and len(inits) > 1:
             raise ConfigError("--init takes one ONNX model, or checkpoints to average, not both")
-        # checks that the checkpoints hold one network
-        conf = onnx_training_info(inits[0]) if from_onnx else None
-        start, conf = (None, conf) if from_onnx else load_average(inits)
+        if from_onnx:
+            start, conf = None, onnx_training_info(inits[0])
+        else:
+            start, conf = load_average(inits)  # checks that the checkpoints hold one network
         if network_of(conf) != network_of(asdict(cfg)):
             arch, opts, classes = conf.get("arch"), conf.get("arch_options", {}), conf.get("num_classes", 1)
             raise ConfigError(f"{inits[0]} holds a {arch} model with {classes} classes and options {opts}, not this "
