@@ -16,7 +16,8 @@ kernel                 CPU stage it mirrors                             referenc
                        the frame, or of its pyramid level as in the
                        pipeline) fused with ``blobFromImagesWithParams`` (swap,
                        ``p - mean*scale`` in float, times the scale
-                       factor: float for NCHW, double for NHWC)
+                       factor in float, or in double where the
+                       installed OpenCV does: 5.0's NHWC)
 ``motion``,            ``TemporalSmoother``: mask jump + 3x3 box of     ``RefSmoother``
 ``smooth_blend``       the grey thumbnail difference, 3x3 dilation,
                        ``mask + keep * (prev - mask)``; the scene-cut
