@@ -157,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
     require_torch()
     from .bgcrops import teacher_background_crops
     from .datasets import load_dataset
+    from .onnx_init import check_onnx_init
     from .scenes import cutouts_from_samples, load_cutouts, load_negatives
     from .teachers import teacher_samples
     from .trainer import ConfigError, TrainConfig, train
@@ -169,7 +170,6 @@ def run(args: argparse.Namespace) -> int:
             raise VbgError(f"--init checkpoint {ckpt} not found",
                            "pass a best.pt, final.pt or last.pt of a run, or an exported .onnx")
         if str(ckpt).lower().endswith(".onnx"):  # its spec and weights, before minutes of data loading
-            from .onnx_init import check_onnx_init
             check_onnx_init(ckpt)
     try:
         options = json.loads(args.arch_options)

@@ -199,14 +199,13 @@ def load_onnx_weights(model: nn.Module, path: str | Path, calibration: torch.Ten
 
 def _calibrate(model: nn.Module, bns: dict[nn.Module, nn.BatchNorm2d], x: torch.Tensor, batch: int) -> None:
     """Per-channel mean and variance of each folded convolution's output."""
-    sums: dict[nn.Module, list[torch.Tensor]] = {c: [torch.zeros(c.out_channels, dtype=torch.float64)] * 3
-                                                 for c in bns}
+    # per conv: sum of x, sum of x^2 per channel, and the count of values per channel
+    sums: dict[nn.Module, tuple[torch.Tensor, torch.Tensor, float]] = {}
 
     def hook(conv: nn.Module, _inp: Any, out: torch.Tensor) -> None:
         y = out.double()
-        s = sums[conv]
-        sums[conv] = [s[0] + y.sum((0, 2, 3)), s[1] + (y * y).sum((0, 2, 3)),
-                      s[2] + y.numel() / y.shape[1]]
+        s, ss, n = sums.get(conv, (0.0, 0.0, 0.0))
+        sums[conv] = (s + y.sum((0, 2, 3)), ss + (y * y).sum((0, 2, 3)), n + y.numel() / y.shape[1])
 
     hooks = [c.register_forward_hook(hook) for c in bns]
     try:
@@ -228,15 +227,10 @@ def _calibrate(model: nn.Module, bns: dict[nn.Module, nn.BatchNorm2d], x: torch.
 
 
 def _check(model: nn.Module, path: Path, x: torch.Tensor) -> float:
-    import onnxruntime as ort
+    from .export import torch_onnx_gap
 
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    xs = x.contiguous().numpy().astype(np.float32)
-    got = np.concatenate([sess.run(None, {name: xs[i:i + 1]})[0] for i in range(len(xs))])
-    ref = model.eval()(x).numpy()
-    err = float(np.abs(ref - got).max())
-    if err > 1e-3 * max(1.0, float(np.abs(got).max())):
+    err, ok = torch_onnx_gap(model, path, x)
+    if not ok:
         raise VbgError(f"{path.name}: the loaded network differs from the ONNX model by {err:.3g}",
                        "pass the --arch and --arch-options the model was trained with")
     log.info("loaded %s into the network (max logit difference %.2g)", path.name, err)
