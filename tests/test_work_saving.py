@@ -167,10 +167,10 @@ def test_the_edge_follows_a_moving_hand_on_real_clips(shared_dir: Path) -> None:
     Differences where the picture is still are the model's own frame-to-frame noise (a model that
     flips a half-visible face on sensor noise differs from itself), so they are not counted here;
     benchmarks/bench_flicker.py measures them. The whole-frame IoU that this test asserted before
-    (>= 0.99) fails for the MediaPipe peer too (0.977 on these clips) and for m6 (0.983, a
-    bystander's face at the frame's edge, whose input moved by under 10 levels)."""
+    (>= 0.99) fails for the MediaPipe peer too (0.977 on these clips) and for the m6 and m7 weights
+    (0.983, 0.980: a bystander's face at the frame's edge, whose input moved by under 10 levels)."""
     worst, runs, frames = _missed_motion(shared_dir)
-    assert worst < 0.005, worst  # shipped gate: 0.15 %
+    assert worst < 0.005, worst  # shipped gate: 0.18 % (m7), 0.15 % (m6)
     assert runs < frames  # some work was saved even on moving clips
 
 
