@@ -21,7 +21,7 @@ Printed per model, as the median over clips (and the worst clip):
 
     python benchmarks/bench_flicker.py [--model NAME_OR_SPEC ...] [--clips GLOB] [--json out.json]
 
-The clips are the 19 sign-language webcam clips of ../shared (CC BY 4.0): people who move their
+The clips are the 20 sign-language webcam clips of ../shared (CC BY 4.0): people who move their
 hands in front of a still camera. Nothing is chosen on them here except what a rule names.
 """
 
@@ -48,12 +48,12 @@ from vbg.settings import Settings  # noqa: E402
 PEER = ROOT / "benchmarks" / "peers" / "mediapipe_selfie.json"
 STILL_LEVEL = 10  # grey levels: under this (after a 5x5 blur) a pixel did not move
 MOTION_MARGIN = 7  # px: the moving pixels are dilated by this much
+MARGIN_KERNEL = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * MOTION_MARGIN + 1,) * 2)
 
 
 def still_map(prev_grey: np.ndarray, grey: np.ndarray) -> np.ndarray:
     moving = (cv2.absdiff(prev_grey, grey) >= STILL_LEVEL).astype(np.uint8)
-    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * MOTION_MARGIN + 1,) * 2)
-    return cv2.dilate(moving, k) == 0
+    return cv2.dilate(moving, MARGIN_KERNEL) == 0
 
 
 def clip_stats(backend: OnnxRuntimeBackend, clip: str) -> dict[str, float]:

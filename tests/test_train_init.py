@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,7 @@ pytest.importorskip("onnx")
 
 from test_train import ARCHS, _cfg, _synthetic_samples  # noqa: E402
 
+from vbg.assets import bundled_models_dir  # noqa: E402
 from vbg.errors import VbgError  # noqa: E402
 from vbg.train.data import Sample  # noqa: E402
 
@@ -134,10 +137,7 @@ def test_train_cli_onnx_init_errors_are_one_line_and_early(tmp_path, capsys) -> 
     assert "malformed" in run("--init", str(bad))
     bad.with_suffix(".json").write_text('{"training": {"arch": "unet-lite"}}')
     assert "invalid model spec" in run("--init", str(bad))  # no input size to calibrate at
-    import json
-    from pathlib import Path
-
-    spec = json.loads((Path(__file__).parents[1] / "assets" / "models" / "unet-lite-m.json").read_text())
+    spec = json.loads((bundled_models_dir() / "unet-lite-m.json").read_text())
     bad.with_suffix(".json").write_text(json.dumps({**spec, "onnx": bad.name}))
     assert "is not an ONNX model" in run("--init", str(bad))
     assert "not class maps" in run("--bg-crops", "--teacher", "t.json", "--format", "pet")
