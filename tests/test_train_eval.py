@@ -108,3 +108,29 @@ def test_ablation_table_sets_each_variant_beside_the_full_recipe(tmp_path) -> No
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ablation_table.py"), str(tmp_path / "a.json"),
                         str(tmp_path / "c.json")], capture_output=True, text=True)
     assert r.returncode == 2 and "mediapipe-selfie has different figures in two files" in r.stderr
+
+
+def test_iou_breakdown_puts_each_wrong_pixel_in_one_bin_by_its_distance_from_the_outline() -> None:
+    """benchmarks/iou_breakdown.py: IoU and the four bins add up to 1, and each kind of error lands in its bin."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("iou_breakdown", ROOT / "benchmarks" / "iou_breakdown.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    gt = np.zeros((300, 400), bool)  # diagonal 500: edge band 5 px, "beside" out to 25 px
+    gt[100:200, 100:200] = True
+    pred = gt.copy()
+    pred[100:200, 200:203] = True  # 300 px just outside the outline: edge
+    pred[150:160, 215:220] = True  # 50 px 15-20 px out: beside
+    pred[10:20, 350:360] = True  # 100 px far away: away
+    pred[140:150, 140:150] = False  # 100 px deep inside: missed inside
+    pred[100:102, 120:130] = False  # 20 px at the outline, inside: edge
+    b = mod.breakdown(pred, gt)
+    union = 10000 + 300 + 50 + 100
+    assert b["edge"] == pytest.approx(320 / union)
+    assert b["beside"] == pytest.approx(50 / union)
+    assert b["away"] == pytest.approx(100 / union)
+    assert b["missed inside"] == pytest.approx(100 / union)
+    assert b["iou"] + sum(b[k] for k in mod.BINS) == pytest.approx(1.0)
+    assert mod.breakdown(gt, gt) == {"iou": 1.0, "edge": 0.0, "beside": 0.0, "away": 0.0, "missed inside": 0.0}
