@@ -266,6 +266,50 @@ def test_background_recolouring_turns_the_background_and_keeps_the_person() -> N
     assert np.abs(hue(on[0])[bg] - hue(np.full((1, 1, 3), BACKGROUND_BGR, np.uint8))[0, 0]).mean() > 10
 
 
+def test_colour_distractors_paint_whole_background_objects_red_or_skin_and_keep_the_person() -> None:
+    """Against the colour shortcut: background objects (flat panels here) turn red or skin-coloured as
+    wholes, following their own outlines; the person and its label are untouched."""
+    from vbg.train.augment import AugmentConfig, make_example, paint_distractors
+
+    h, w = 72, 96
+    panels = [(0, 0, 32, 36), (32, 0, 64, 36), (64, 0, 96, 36), (0, 36, 48, 72), (48, 36, 96, 72)]
+    colours = [(200, 120, 40), (60, 160, 60), (150, 150, 150), (40, 80, 200), (230, 230, 230)]
+    f = np.empty((h, w, 3), np.uint8)
+    for (x0, y0, x1, y1), c in zip(panels, colours):
+        f[y0:y1, x0:x1] = c
+    yy, xx = np.mgrid[0:h, 0:w]
+    gt = (xx - 48) ** 2 + (yy - 36) ** 2 <= 12 ** 2
+    f[gt] = PERSON_BGR
+    mask = np.where(gt, 255, 0).astype(np.uint8)
+    near = cv2.dilate(mask, np.ones((3, 3), np.uint8)) > 0
+    hsv = lambda img: cv2.cvtColor(img, cv2.COLOR_BGR2HSV).astype(int)  # noqa: E731
+    kinds = set()
+    for seed in range(30):
+        out = paint_distractors(f, mask, np.random.default_rng(seed))
+        assert out.shape == f.shape and out.dtype == np.uint8
+        assert np.array_equal(out[near], f[near])  # the person and the pixel around it keep their colours
+        changed = (out != f).any(-1)
+        assert changed.any()  # p = 1 always paints
+        for x0, y0, x1, y1 in panels:  # whole objects, never a patch of one (the fill stops at the blurred outline)
+            inside = ~near[y0 + 1:y1 - 1, x0 + 1:x1 - 1]
+            part = changed[y0 + 1:y1 - 1, x0 + 1:x1 - 1][inside]
+            assert part.all() or not part.any()
+        hue, sat = hsv(out)[changed][:, 0], hsv(out)[changed][:, 1]
+        assert ((hue <= 22) | (hue >= 170)).all()  # red or skin
+        kinds.add("red" if np.median(sat) >= 135 else "skin")
+    assert kinds == {"red", "skin"}
+    room = np.ascontiguousarray(f[:36])  # a people-free image: no mask
+    assert not np.array_equal(paint_distractors(room, None, np.random.default_rng(0)), room)
+
+    # in training: off by default and draw-free, so the default recipe's examples do not change
+    s = [Sample(f, mask, "a/1"), Sample(f, mask, "a/2")]
+    assert AugmentConfig().distract_p == 0.0
+    for seed in range(3):
+        off = make_example(s, 0, (64, 48), np.random.default_rng(seed), AugmentConfig(distract_p=0.0))
+        drawn = make_example(s, 0, (64, 48), np.random.default_rng(seed), AugmentConfig(distract_p=1e-300))
+        assert not np.array_equal(off[0], drawn[0])
+
+
 def test_decoding_bar_follows_no_progress(tmp_path, capsys) -> None:
     """`vbg train --no-progress` writes logs, not a progress bar, while the data decodes."""
     from vbg.train.datasets import load_dataset

@@ -7,7 +7,10 @@ saturation, blur, sensor noise, JPEG artefacts. Copy-paste: the labelled
 person of one image composited onto another image, so a few hundred
 labelled images make many more scenes. Background recolouring (off by
 default): the hue of everything but the person turned, so red and
-skin-coloured objects appear where the label says background.
+skin-coloured objects appear where the label says background. Colour
+distractors (off by default): a few of the background's own regions
+(flood-filled from a seed, so they follow the scene's object outlines)
+painted red or skin-coloured, texture kept, still labelled background.
 
 Everything runs on uint8 with OpenCV, so a CPU core keeps up with training.
 """
@@ -37,6 +40,7 @@ class AugmentConfig:
     noise_p: float = 0.3
     jpeg_p: float = 0.3
     bg_hue_p: float = 0.0  # turn the background's hue (labelled and people-free images): against the colour shortcut
+    distract_p: float = 0.0  # paint 1-3 background regions red or skin-coloured: against the colour shortcut
 
 
 def _crop_box(rng: np.random.Generator, w: int, h: int, out_aspect: float, cfg: AugmentConfig,
@@ -170,6 +174,62 @@ def recolour_background(img: np.ndarray, mask: np.ndarray | None, rng: np.random
     return (img * keep + turned * (1.0 - keep)).round().astype(np.uint8)
 
 
+def distractor_regions(img: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator,
+                       count: int) -> np.ndarray:
+    """Up to ``count`` regions of ``img``'s background (bool (h, w)): each one flood-filled from a random
+    background seed with a random colour tolerance, so it follows the outline of a wall, a pan or a bag;
+    kept when it covers 0.2-35 % of the image. The person (``mask`` > 0, dilated by a pixel) is never
+    entered."""
+    h, w = img.shape[:2]
+    src = cv2.GaussianBlur(img, (3, 3), 0)  # sensor noise must not stop the fill at every pixel
+    blocked = np.zeros((h + 2, w + 2), np.uint8)
+    if mask is not None and mask.any():
+        blocked[1:-1, 1:-1] = cv2.dilate((mask > 0).astype(np.uint8), np.ones((3, 3), np.uint8))
+    out = np.zeros((h, w), bool)
+    found = 0
+    for _ in range(4 * count):  # a few seeds fall on regions too small or too large
+        free = np.flatnonzero(blocked[1:-1, 1:-1].ravel() == 0)
+        if found == count or not len(free):
+            break
+        y, x = divmod(int(free[rng.integers(len(free))]), w)
+        fill = blocked.copy()
+        tol = (float(rng.uniform(6, 24)),) * 3
+        flags = 4 | cv2.FLOODFILL_MASK_ONLY | (2 << 8) | (cv2.FLOODFILL_FIXED_RANGE if rng.random() < 0.5 else 0)
+        cv2.floodFill(src, fill, (x, y), (0, 0, 0), tol, tol, flags)
+        region = fill[1:-1, 1:-1] == 2
+        if 0.002 <= region.mean() <= 0.35:
+            out |= region
+            blocked[1:-1, 1:-1][region] = 1
+            found += 1
+    return out
+
+
+def paint_distractors(img: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator,
+                      p: float = 1.0) -> np.ndarray:
+    """With chance ``p``, ``img`` (BGR uint8) with 1-3 background regions (``distractor_regions``) painted
+    saturated red or a skin tone, their shading kept: red and skin-coloured things that the label calls
+    background, beside the person and away from them, against the model's colour shortcut (red objects
+    and walls marked as person). ``p`` = 0 draws nothing, so a recipe without it keeps its random stream."""
+    if p <= 0 or rng.random() >= p:
+        return img
+    region = distractor_regions(img, mask, rng, int(rng.integers(1, 4)))
+    if not region.any():
+        return img
+    hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV)
+    part = hsv[region].astype(np.float32)
+    if rng.random() < 0.5:  # red (OpenCV hue 0..179 wraps at red)
+        hue, sat = float(rng.uniform(-8, 8)), rng.uniform(140, 255)
+    else:  # skin, light to dark
+        hue, sat = float(rng.uniform(5, 20)), rng.uniform(50, 150)
+    part[:, 0] = (hue + rng.uniform(-2, 2, len(part))) % 180  # a little variation, as real surfaces have
+    part[:, 1] = np.clip(sat * rng.uniform(0.85, 1.15, len(part)), 0, 255)
+    part[:, 2] = np.clip(part[:, 2] * rng.uniform(0.8, 1.2) + rng.uniform(0, 80), 0, 255)  # dark things too
+    hsv[region] = part.round().astype(np.uint8)
+    out = img.copy()  # only the painted pixels: the HSV round trip moves others by a level or two
+    out[region] = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[region]
+    return out
+
+
 def make_example(samples: list[Sample], index: int, size: tuple[int, int], rng: np.random.Generator,
                  cfg: AugmentConfig, num_classes: int = 1
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -187,6 +247,7 @@ def make_example(samples: list[Sample], index: int, size: tuple[int, int], rng: 
             img, mask = copy_paste(other.image, other.mask, img, mask, rng)
     if num_classes == 1 and not s.soft:
         img = recolour_background(img, mask, rng, cfg.bg_hue_p)
+        img = paint_distractors(img, mask, rng, cfg.distract_p)
     tall = img.shape[0] > 1.3 * img.shape[1] and mask.any()
     img, mask, weight = warp(img, mask, size, rng, cfg, tall_person=tall, nearest_mask=num_classes > 1,
                              weight=s.weight)
