@@ -4,8 +4,9 @@
 # (reported only: nothing is chosen on it). Needs vbg[train] and ../shared.
 #   bash benchmarks/ablation_pair.sh all no-negatives     # (re)writes runs/abl-<name>/, runs/abl-test-<a>-<b>.md
 # Variants: all, no-negatives, no-paste, no-teachers, no-mining, labelled-only; all-seed1 (the same recipe, a
-# second seed: the noise between runs), bg-hue (background recolouring added) and bg-crops (the labelled
-# photos' person-free rectangles added to the negatives). A removed pool is dropped
+# second seed: the noise between runs), bg-hue (background recolouring added), bg-crops (the labelled
+# photos' person-free rectangles added to the negatives) and distract (colour distractors added: background
+# regions painted red or skin-coloured). A removed pool is dropped
 # from the default mix (labelled=0.5,negative=0.15,paste=0.15,teacher=0.2) and the rest keep their ratios.
 set -e
 cd "$(dirname "$0")/.."
@@ -28,6 +29,7 @@ variant() {  # sets EXTRA to the extra arguments of one variant
     all-seed1) EXTRA=("${TEACH[@]}" --seed 1) ;;  # the run-to-run noise of the recipe itself
     bg-hue) EXTRA=("${TEACH[@]}" --augment '{"bg_hue_p": 0.3}') ;;  # an addition, not an ablation
     bg-crops) EXTRA=("${TEACH[@]}" --bg-crops) ;;  # an addition: the photos' person-free crops as negatives
+    distract) EXTRA=("${TEACH[@]}" --augment '{"distract_p": 0.3}') ;;  # an addition: red/skin background regions
     *) echo "unknown variant $1" >&2; exit 2 ;;
   esac
 }
