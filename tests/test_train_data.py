@@ -231,6 +231,19 @@ def test_compose_copes_with_any_cutout_shape() -> None:
         assert img.shape == (size[1], size[0], 3) and mask.shape == (size[1], size[0])
 
 
+def _off_by_default_and_draw_free(field: str, samples: list[Sample]) -> None:
+    """An augmentation's chance ``field`` is 0 by default and then draws nothing, so the default recipe's
+    examples do not change. A tiny chance draws once and never applies it: were 0 to draw too, the two
+    would match."""
+    from vbg.train.augment import AugmentConfig, make_example
+
+    assert getattr(AugmentConfig(), field) == 0.0
+    for seed in range(3):
+        off = make_example(samples, 0, (64, 48), np.random.default_rng(seed), AugmentConfig(**{field: 0.0}))
+        drawn = make_example(samples, 0, (64, 48), np.random.default_rng(seed), AugmentConfig(**{field: 1e-300}))
+        assert not np.array_equal(off[0], drawn[0])
+
+
 def test_background_recolouring_turns_the_background_and_keeps_the_person() -> None:
     """Against the colour shortcut: the background's hue turns (a blue room can become red), the person's does not."""
     from vbg.train.augment import AugmentConfig, make_example, recolour_background
@@ -252,14 +265,8 @@ def test_background_recolouring_turns_the_background_and_keeps_the_person() -> N
     room = np.full((40, 60, 3), BACKGROUND_BGR, np.uint8)
     assert not np.array_equal(recolour_background(room, np.zeros((40, 60), np.uint8), np.random.default_rng(0)), room)
 
-    # in training: off by default and draw-free, so the default recipe's examples do not change. A tiny
-    # p draws once and never recolours: were p = 0 to draw too, the two would match.
     s = [Sample(f, mask, "a/1"), Sample(f, mask, "a/2")]
-    assert AugmentConfig().bg_hue_p == 0.0
-    for seed in range(3):
-        off = make_example(s, 0, (64, 48), np.random.default_rng(seed), AugmentConfig(bg_hue_p=0.0))
-        drawn = make_example(s, 0, (64, 48), np.random.default_rng(seed), AugmentConfig(bg_hue_p=1e-300))
-        assert not np.array_equal(off[0], drawn[0])
+    _off_by_default_and_draw_free("bg_hue_p", s)
     on = make_example(s, 0, (64, 48), np.random.default_rng(3), AugmentConfig(bg_hue_p=1.0, color_p=0.0,
                                                                                  noise_p=0.0, jpeg_p=0.0, blur_p=0.0))
     bg = on[1] == 0
@@ -269,7 +276,7 @@ def test_background_recolouring_turns_the_background_and_keeps_the_person() -> N
 def test_colour_distractors_paint_whole_background_objects_red_or_skin_and_keep_the_person() -> None:
     """Against the colour shortcut: background objects (flat panels here) turn red or skin-coloured as
     wholes, following their own outlines; the person and its label are untouched."""
-    from vbg.train.augment import AugmentConfig, make_example, paint_distractors
+    from vbg.train.augment import paint_distractors
 
     h, w = 72, 96
     panels = [(0, 0, 32, 36), (32, 0, 64, 36), (64, 0, 96, 36), (0, 36, 48, 72), (48, 36, 96, 72)]
@@ -301,13 +308,7 @@ def test_colour_distractors_paint_whole_background_objects_red_or_skin_and_keep_
     room = np.ascontiguousarray(f[:36])  # a people-free image: no mask
     assert not np.array_equal(paint_distractors(room, None, np.random.default_rng(0)), room)
 
-    # in training: off by default and draw-free, so the default recipe's examples do not change
-    s = [Sample(f, mask, "a/1"), Sample(f, mask, "a/2")]
-    assert AugmentConfig().distract_p == 0.0
-    for seed in range(3):
-        off = make_example(s, 0, (64, 48), np.random.default_rng(seed), AugmentConfig(distract_p=0.0))
-        drawn = make_example(s, 0, (64, 48), np.random.default_rng(seed), AugmentConfig(distract_p=1e-300))
-        assert not np.array_equal(off[0], drawn[0])
+    _off_by_default_and_draw_free("distract_p", [Sample(f, mask, "a/1"), Sample(f, mask, "a/2")])
 
 
 def test_decoding_bar_follows_no_progress(tmp_path, capsys) -> None:
