@@ -230,6 +230,13 @@ def paint_distractors(img: np.ndarray, mask: np.ndarray | None, rng: np.random.G
     return out
 
 
+def recolour(img: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
+    """The background colour augmentations, in their fixed order (the random stream depends on it):
+    recolouring, then distractors. Labelled photos and paste backgrounds (``mask`` None) alike."""
+    img = recolour_background(img, mask, rng, cfg.bg_hue_p)
+    return paint_distractors(img, mask, rng, cfg.distract_p)
+
+
 def make_example(samples: list[Sample], index: int, size: tuple[int, int], rng: np.random.Generator,
                  cfg: AugmentConfig, num_classes: int = 1
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -246,8 +253,7 @@ def make_example(samples: list[Sample], index: int, size: tuple[int, int], rng: 
             # paste this sample's person onto the other image (its own person stays labelled)
             img, mask = copy_paste(other.image, other.mask, img, mask, rng)
     if num_classes == 1 and not s.soft:
-        img = recolour_background(img, mask, rng, cfg.bg_hue_p)
-        img = paint_distractors(img, mask, rng, cfg.distract_p)
+        img = recolour(img, mask, rng, cfg)
     tall = img.shape[0] > 1.3 * img.shape[1] and mask.any()
     img, mask, weight = warp(img, mask, size, rng, cfg, tall_person=tall, nearest_mask=num_classes > 1,
                              weight=s.weight)

@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import VbgError
 from ..spec import ModelSpec, oriented_size
-from .augment import AugmentConfig, make_example, paint_distractors, photometric, recolour_background
+from .augment import AugmentConfig, make_example, photometric, recolour
 from .data import Sample
 from .losses import SegLoss
 from .models import build_model
@@ -126,8 +126,7 @@ class AugmentedSet(Dataset):
         if pool == "paste":
             scenes = self.pools["negative"]
             bg = scenes[int(rng.integers(len(scenes)))].image
-            bg = paint_distractors(recolour_background(bg, None, rng, self.aug.bg_hue_p), None, rng, self.aug.distract_p)
-            img, mask = compose(bg, self.cutouts, (w, h), rng)
+            img, mask = compose(recolour(bg, None, rng, self.aug), self.cutouts, (w, h), rng)
             img, weight = photometric(img, rng, self.aug), None
         else:
             img, mask, weight = make_example(self.pools[pool], i, (w, h), rng, self.aug, self.cfg.num_classes)
