@@ -40,6 +40,7 @@ from ..errors import VbgError
 from ..spec import ModelSpec, oriented_size
 from .augment import AugmentConfig, make_example, photometric, recolour
 from .data import Sample
+from .grow import GrowError, grow_into
 from .losses import SegLoss
 from .models import build_model
 from .onnx_init import load_onnx_weights, onnx_training_info
@@ -388,16 +389,27 @@ def train(cfg: TrainConfig, train_samples: list[Sample], val_samples: list[Sampl
             start, conf = None, onnx_training_info(inits[0])
         else:
             start, conf = load_average(inits)  # checks that the checkpoints hold one network
-        if network_of(conf) != network_of(asdict(cfg)):
+        same = network_of(conf) == network_of(asdict(cfg))
+        if not same:  # a deeper version of the trained network may start from it (grow.py)
             arch, opts, classes = conf.get("arch"), conf.get("arch_options", {}), conf.get("num_classes", 1)
-            raise ConfigError(f"{inits[0]} holds a {arch} model with {classes} classes and options {opts}, not this "
-                             f"{cfg.arch} with {cfg.num_classes} and {cfg.arch_options}")
+            try:
+                if int(classes) != cfg.num_classes:
+                    raise GrowError("the number of classes differs")
+                trained = build_model(str(arch), int(classes), **opts)
+                grow_into(trained, build_model(cfg.arch, cfg.num_classes, **cfg.arch_options))
+            except (ValueError, TypeError) as exc:  # GrowError is a ValueError
+                raise ConfigError(f"{inits[0]} holds a {arch} model with {classes} classes and options {opts}, not "
+                                  f"this {cfg.arch} with {cfg.num_classes} and {cfg.arch_options} ({exc})") from None
         check_same_split(conf, cfg, inits[0])
-        if start is not None:
-            model.load_state_dict(start.state_dict())
-        else:
+        if start is None:
+            start = model if same else trained
             size = ModelSpec.load(Path(inits[0]).with_suffix(".json")).size
-            load_onnx_weights(model, inits[0], calibration_inputs(train_samples, size, cfg))
+            load_onnx_weights(start, inits[0], calibration_inputs(train_samples, size, cfg))
+        if same:
+            if start is not model:
+                model.load_state_dict(start.state_dict())
+        else:
+            log.warning("%s: %d new residual blocks start as the identity", cfg.arch, grow_into(start, model))
         log.info("starting from the weights of %s", " + ".join(map(str, inits)))
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -1,0 +1,65 @@
+"""Start a deeper network from a trained shallower one (``vbg train --init`` across depths).
+
+A model trained for hours on two CPU cores cannot be re-trained from scratch
+every time the network grows. So a deeper U-Net (more inverted-residual
+blocks per encoder stage, the same widths) starts out computing exactly
+what the trained one computes:
+
+* every tensor of the small network is copied to the same name in the big
+  one (a stage's first blocks keep their names, the new blocks are appended
+  to the stage);
+* every block only the big network has is a residual block (stride 1, same
+  width in and out), and its last BatchNorm is set to zero, so the block adds
+  nothing: ``x + 0``. Adam moves that scale off zero in the first steps, and
+  the block starts to learn (the "zero-init residual" of Goyal et al. 2017).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .models.blocks import InvertedResidual
+
+
+class GrowError(ValueError):
+    """The two networks are not one network at two depths."""
+
+
+def _new_blocks(small: nn.Module, big: nn.Module) -> list[InvertedResidual]:
+    """The residual blocks only ``big`` has; GrowError if it has anything else new."""
+    have = {name for name, _ in small.named_modules()}
+    added = {name: m for name, m in big.named_modules() if name not in have}
+    blocks = {name: m for name, m in added.items() if isinstance(m, InvertedResidual)}
+    stray = [n for n in added if n not in blocks and not any(n.startswith(b + ".") for b in blocks)]
+    if stray:
+        raise GrowError(f"the deeper network has layers that are not new residual blocks: {', '.join(stray[:3])}")
+    for name, m in blocks.items():
+        if not m.use_skip:
+            raise GrowError(f"new block {name} changes the width or stride, so it cannot start as the identity")
+    return list(blocks.values())
+
+
+def grow_into(small: nn.Module, big: nn.Module) -> int:
+    """Copy ``small``'s weights into ``big`` and make ``big``'s extra blocks add nothing.
+
+    Afterwards ``big`` computes ``small``'s function (in eval and training
+    mode alike). Returns the number of blocks added; raises GrowError when
+    ``big`` is not ``small`` with more residual blocks.
+    """
+    blocks = _new_blocks(small, big)
+    target = big.state_dict()
+    for key, value in small.state_dict().items():
+        if key not in target:
+            raise GrowError(f"the deeper network has no {key}: it is not the same network with more blocks")
+        if target[key].shape != value.shape:
+            raise GrowError(f"{key} is {tuple(value.shape)} in the trained network, "
+                            f"{tuple(target[key].shape)} in the deeper one: only the depth may differ")
+        target[key] = value.clone()
+    big.load_state_dict(target)
+    with torch.no_grad():
+        for block in blocks:
+            last_bn = block.body[-1][1]  # ConvBNAct(mid, cout, 1, act=None): conv, BN
+            last_bn.weight.zero_()
+            last_bn.bias.zero_()
+    return len(blocks)
