@@ -90,7 +90,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--init", metavar="CKPT", nargs="+",
                    help="start from this checkpoint's weights, with a fresh optimiser and schedule "
-                        "(several: their weight average; or one ONNX model vbg export wrote)")
+                        "(several: their weight average; or one ONNX model vbg export wrote); a deeper --arch-options "
+                        "depths than the checkpoint's starts its new blocks as the identity")
     p.add_argument("--no-progress", action="store_true")
 
 
