@@ -50,6 +50,7 @@ def test_grown_network_computes_the_trained_one_and_its_new_blocks_learn() -> No
     (dict(SMALL, depths=(1, 1, 1)), "has no encoder.stages.3"),  # shallower
     (dict(SMALL, enc_channels=(8, 12, 16, 24, 32, 48), depths=(1, 1, 1, 1, 1),
           dec_channels=(32, 24, 16, 12, 8)), "not new residual blocks"),  # a new stage
+    (dict(DEEP, up="nearest"), "does not compute what the trained one does"),  # no weights differ
 ])
 def test_grow_refuses_what_is_not_the_same_network_deeper(other, why) -> None:
     from vbg.train.grow import GrowError, grow_into

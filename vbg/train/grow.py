@@ -62,4 +62,18 @@ def grow_into(small: nn.Module, big: nn.Module) -> int:
             last_bn = block.body[-1][1]  # ConvBNAct(mid, cout, 1, act=None): conv, BN
             last_bn.weight.zero_()
             last_bn.bias.zero_()
+    _check_same_function(small, big)
     return len(blocks)
+
+
+def _check_same_function(small: nn.Module, big: nn.Module) -> None:
+    """Options with no weights of their own (the up-sampling mode) escape the checks above: compare outputs."""
+    cin = next(m for m in small.modules() if isinstance(m, nn.Conv2d)).in_channels
+    x = torch.randn(2, cin, 64, 64, generator=torch.Generator().manual_seed(0))
+    modes = small.training, big.training
+    with torch.no_grad():
+        ref, out = small.eval()(x), big.eval()(x)
+    small.train(modes[0])
+    big.train(modes[1])
+    if ref.shape != out.shape or float((out - ref).abs().max()) > 1e-4 * (1 + float(ref.abs().max())):
+        raise GrowError("the deeper network does not compute what the trained one does: only the depth may differ")
