@@ -146,6 +146,10 @@ def test_train_cli_onnx_init_errors_are_one_line_and_early(tmp_path, capsys) -> 
     bad.with_suffix(".json").write_text(json.dumps({**spec, "onnx": bad.name}))
     assert "is not an ONNX model" in run("--init", str(bad))
     assert "not class maps" in run("--bg-crops", "--teacher", "t.json", "--format", "pet")
+    shipped = str(bundled_models_dir() / "unet-lite-m.onnx")
+    assert "holds a unet-lite-m model" in run("--arch", "fcn8s", "--init", shipped)
+    assert "only the depth may differ" in run("--arch-options", '{"enc_channels": [16, 24, 48, 80, 200]}',
+                                              "--arch", "unet-lite-m", "--init", shipped)
 
 
 def test_onnx_start_refuses_a_model_of_another_split(tmp_path) -> None:

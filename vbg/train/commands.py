@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     from .onnx_init import check_onnx_init
     from .scenes import cutouts_from_samples, load_cutouts, load_negatives
     from .teachers import teacher_samples
-    from .trainer import ConfigError, TrainConfig, train
+    from .trainer import ConfigError, TrainConfig, check_can_start, train
 
     sizes = args.size or [(256, 144)]
     if args.orientation == "match":  # every batch size also in its other orientation
@@ -170,8 +170,6 @@ def run(args: argparse.Namespace) -> int:
         if not Path(ckpt).is_file():
             raise VbgError(f"--init checkpoint {ckpt} not found",
                            "pass a best.pt, final.pt or last.pt of a run, or an exported .onnx")
-        if str(ckpt).lower().endswith(".onnx"):  # its spec and weights, before minutes of data loading
-            check_onnx_init(ckpt)
     try:
         options = json.loads(args.arch_options)
     except json.JSONDecodeError as exc:
@@ -190,6 +188,13 @@ def run(args: argparse.Namespace) -> int:
         raise VbgError("--bg-crops needs a --teacher to check each crop for unlabelled people",
                        "add --teacher benchmarks/peers/mediapipe_selfie.json")
     num_classes = 3 if args.format == "pet" and args.classes == 1 else args.classes
+    target = {"arch": args.arch, "num_classes": num_classes, "arch_options": options}
+    for ckpt in args.init or []:
+        if str(ckpt).lower().endswith(".onnx"):  # its spec, weights and network, before minutes of data loading
+            try:
+                check_can_start(check_onnx_init(ckpt), target, ckpt)
+            except ConfigError as exc:
+                raise VbgError(str(exc), "pass the --arch and --arch-options it was trained with") from None
     splits = load_dataset(args.format, [Path(d) for d in args.data], num_classes=num_classes,
                           val_percent=args.val_percent, max_side=args.max_side, coco_json=args.coco_json,
                           test_percent=args.test_percent, progress=not args.no_progress)

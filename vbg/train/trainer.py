@@ -389,20 +389,11 @@ def train(cfg: TrainConfig, train_samples: list[Sample], val_samples: list[Sampl
             start, conf = None, onnx_training_info(inits[0])
         else:
             start, conf = load_average(inits)  # checks that the checkpoints hold one network
-        same = network_of(conf) == network_of(asdict(cfg))
-        if not same:  # a deeper version of the trained network may start from it (grow.py)
-            arch, opts, classes = conf.get("arch"), conf.get("arch_options", {}), conf.get("num_classes", 1)
-            try:
-                if int(classes) != cfg.num_classes:
-                    raise GrowError("the number of classes differs")
-                trained = build_model(str(arch), int(classes), **opts)
-                grow_into(trained, build_model(cfg.arch, cfg.num_classes, **cfg.arch_options))
-            except (ValueError, TypeError) as exc:  # GrowError is a ValueError
-                raise ConfigError(f"{inits[0]} holds a {arch} model with {classes} classes and options {opts}, not "
-                                  f"this {cfg.arch} with {cfg.num_classes} and {cfg.arch_options} ({exc})") from None
+        same = check_can_start(conf, asdict(cfg), inits[0])
         check_same_split(conf, cfg, inits[0])
         if start is None:
-            start = model if same else trained
+            start = model if same else build_model(conf["arch"], int(conf.get("num_classes", 1)),
+                                                   **conf.get("arch_options", {}))
             size = ModelSpec.load(Path(inits[0]).with_suffix(".json")).size
             load_onnx_weights(start, inits[0], calibration_inputs(train_samples, size, cfg))
         if same:
@@ -549,6 +540,24 @@ def network_of(conf: dict[str, Any]) -> tuple[Any, int, str]:
     architecture, number of classes and architecture options."""
     return (conf.get("arch"), int(conf.get("num_classes", 1)),
             json.dumps(conf.get("arch_options", {}), sort_keys=True))
+
+
+def check_can_start(conf: dict[str, Any], target: dict[str, Any], source: str | Path) -> bool:
+    """Whether the network of ``conf`` (a checkpoint's or an ONNX spec's) can start a run of ``target``'s:
+    True for the same network, False for a deeper version of it (grow.py); ConfigError otherwise."""
+    if network_of(conf) == network_of(target):
+        return True
+    arch, opts, classes = conf.get("arch"), conf.get("arch_options", {}), conf.get("num_classes", 1)
+    try:
+        if int(classes) != int(target.get("num_classes", 1)):
+            raise GrowError("the number of classes differs")
+        grow_into(build_model(str(arch), int(classes), **opts),
+                  build_model(target["arch"], int(target.get("num_classes", 1)), **target.get("arch_options", {})))
+    except (ValueError, TypeError) as exc:  # GrowError is a ValueError
+        raise ConfigError(f"{source} holds a {arch} model with {classes} classes and options {opts}, not this "
+                          f"{target['arch']} with {target.get('num_classes', 1)} and "
+                          f"{target.get('arch_options', {})} ({exc})") from None
+    return False
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
