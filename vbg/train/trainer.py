@@ -389,18 +389,16 @@ def train(cfg: TrainConfig, train_samples: list[Sample], val_samples: list[Sampl
             start, conf = None, onnx_training_info(inits[0])
         else:
             start, conf = load_average(inits)  # checks that the checkpoints hold one network
-        same = check_can_start(conf, asdict(cfg), inits[0])
+        smaller = check_can_start(conf, asdict(cfg), inits[0])
         check_same_split(conf, cfg, inits[0])
         if start is None:
-            start = model if same else build_model(conf["arch"], int(conf.get("num_classes", 1)),
-                                                   **conf.get("arch_options", {}))
+            start = model if smaller is None else smaller
             size = ModelSpec.load(Path(inits[0]).with_suffix(".json")).size
             load_onnx_weights(start, inits[0], calibration_inputs(train_samples, size, cfg))
-        if same:
-            if start is not model:
-                model.load_state_dict(start.state_dict())
-        else:
+        if smaller is not None:
             log.warning("%s: %d new residual blocks start as the identity", cfg.arch, grow_into(start, model))
+        elif start is not model:
+            model.load_state_dict(start.state_dict())
         log.info("starting from the weights of %s", " + ".join(map(str, inits)))
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -542,22 +540,25 @@ def network_of(conf: dict[str, Any]) -> tuple[Any, int, str]:
             json.dumps(conf.get("arch_options", {}), sort_keys=True))
 
 
-def check_can_start(conf: dict[str, Any], target: dict[str, Any], source: str | Path) -> bool:
-    """Whether the network of ``conf`` (a checkpoint's or an ONNX spec's) can start a run of ``target``'s:
-    True for the same network, False for a deeper version of it (grow.py); ConfigError otherwise."""
+def check_can_start(conf: dict[str, Any], target: dict[str, Any], source: str | Path) -> nn.Module | None:
+    """Check that the network of ``conf`` (a checkpoint's or an ONNX spec's) can start a run of ``target``'s.
+
+    None for the same network; for a shallower one that grows into the target (grow.py), that network,
+    built fresh for the trained weights to be loaded into; ConfigError otherwise."""
     if network_of(conf) == network_of(target):
-        return True
+        return None
     arch, opts, classes = conf.get("arch"), conf.get("arch_options", {}), conf.get("num_classes", 1)
     try:
         if int(classes) != int(target.get("num_classes", 1)):
             raise GrowError("the number of classes differs")
-        grow_into(build_model(str(arch), int(classes), **opts),
-                  build_model(target["arch"], int(target.get("num_classes", 1)), **target.get("arch_options", {})))
+        smaller = build_model(str(arch), int(classes), **opts)
+        grow_into(smaller, build_model(target["arch"], int(target.get("num_classes", 1)),
+                                       **target.get("arch_options", {})))
     except (ValueError, TypeError) as exc:  # GrowError is a ValueError
         raise ConfigError(f"{source} holds a {arch} model with {classes} classes and options {opts}, not this "
                           f"{target['arch']} with {target.get('num_classes', 1)} and "
                           f"{target.get('arch_options', {})} ({exc})") from None
-    return False
+    return smaller
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
