@@ -68,6 +68,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         + ",".join(f"{k}={v:g}" for k, v in DEFAULT_MIX.items()) + "; pools without data drop out)")
     p.add_argument("--mine-every", type=int, default=2, metavar="N",
                    help="hard-negative mining: re-weight the negatives by what the model sees every N epochs (0 = off)")
+    p.add_argument("--consistency", type=float, default=0.0, metavar="W",
+                   help="noisy-pair stability term: weight of the mean difference between the masks of an image "
+                        "and its copy with camera noise (0 = off; binary masks only)")
+    p.add_argument("--consistency-share", type=float, default=0.25, metavar="F",
+                   help="share of each batch that gets a noisy copy (each costs one more image of compute)")
+    p.add_argument("--consistency-noise", type=float, default=4.0, metavar="SIGMA",
+                   help="strongest noise, in 0-255 pixel units (each image draws its own up to this)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--max-minutes", type=float, help="stop after this much wall-clock time (the schedule follows it)")
@@ -93,6 +100,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(several: their weight average; or one ONNX model vbg export wrote); a deeper --arch-options "
                         "depths than the checkpoint's starts its new blocks as the identity")
     p.add_argument("--no-progress", action="store_true")
+
+
+def check_consistency(args: argparse.Namespace, num_classes: int) -> None:
+    """The noisy-pair flags: a weight of 0 or more, a share in (0, 1], noise above 0, binary masks."""
+    if not args.consistency >= 0:
+        raise VbgError(f"--consistency is {args.consistency:g}", "give a weight of 0 (off) or more, e.g. 1")
+    if not 0 < args.consistency_share <= 1:
+        raise VbgError(f"--consistency-share is {args.consistency_share:g}", "give a share above 0 and at most 1")
+    if not args.consistency_noise > 0:
+        raise VbgError(f"--consistency-noise is {args.consistency_noise:g}", "give a noise level above 0, e.g. 4")
+    if args.consistency and num_classes != 1:
+        raise VbgError("--consistency works on binary person masks, not class maps", "drop --consistency")
 
 
 POOLS = ("labelled", "negative", "paste", "teacher")
@@ -188,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
         raise VbgError("--bg-crops needs a --teacher to check each crop for unlabelled people",
                        "add --teacher benchmarks/peers/mediapipe_selfie.json")
     num_classes = 3 if args.format == "pet" and args.classes == 1 else args.classes
+    check_consistency(args, num_classes)
     target = {"arch": args.arch, "num_classes": num_classes, "arch_options": options}
     for ckpt in args.init or []:
         if str(ckpt).lower().endswith(".onnx"):  # its spec, weights and network, before minutes of data loading
@@ -216,6 +236,8 @@ def run(args: argparse.Namespace) -> int:
                       epochs=args.epochs, max_minutes=args.max_minutes, lr=args.lr, weight_decay=args.weight_decay,
                       optimizer=args.optimizer, ema=args.ema, seed=args.seed, workers=args.workers,
                       threads=args.threads, augment=augment, mix=mix, mine_every=args.mine_every,
+                      consistency=args.consistency, consistency_share=args.consistency_share,
+                      consistency_noise=args.consistency_noise,
                       meta={"data": args.data, "format": args.format, "train": len(train_s), "val": len(val_s),
                             "test_held_out": len(splits["test"]), "negatives": args.negatives,
                             "negatives_train": n_scenes, "bg_crops": len(crops), "negatives_val": len(val_negatives),

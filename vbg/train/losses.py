@@ -4,6 +4,10 @@ Binary targets are float (N, 1, H, W) in [0, 1] (soft teacher masks
 allowed); multi-class targets are long (N, H, W) class ids. An optional
 per-pixel weight (N, 1, H, W) in [0, 1] leaves pixels out (0) of every term:
 where teachers disagree, the student is taught neither answer.
+
+``sensor_noise`` and ``consistency_loss`` make the noisy-pair stability term:
+the same picture with two draws of camera noise should get the same mask,
+since a webcam's still background differs between frames only by that noise.
 """
 
 from __future__ import annotations
@@ -75,3 +79,17 @@ class SegLoss(nn.Module):
                 band = band * weight
             loss = loss + self.boundary_w * (ce * band).sum() / band.sum().clamp(min=1.0)
         return loss
+
+
+def sensor_noise(x: torch.Tensor, std: tuple[float, ...], max_sigma: float) -> torch.Tensor:
+    """``x`` (normalised, (N, C, H, W)) plus Gaussian noise of a random strength
+    per image, up to ``max_sigma`` in 0-255 pixel units, as a camera adds it."""
+    sigma = torch.rand(x.shape[0], 1, 1, 1, dtype=x.dtype) * (max_sigma / 255.0)
+    scale = torch.tensor(std, dtype=x.dtype).view(1, -1, 1, 1)
+    return x + torch.randn_like(x) * sigma / scale
+
+
+def consistency_loss(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference of the two masks' person probabilities: L1, so
+    small disagreements at ambiguous pixels (where a mask flips) keep their pull."""
+    return (torch.sigmoid(logits_a) - torch.sigmoid(logits_b)).abs().mean()

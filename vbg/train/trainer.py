@@ -41,7 +41,7 @@ from ..spec import ModelSpec, oriented_size
 from .augment import AugmentConfig, make_example, photometric, recolour
 from .data import Sample
 from .grow import GrowError, grow_into
-from .losses import SegLoss
+from .losses import SegLoss, consistency_loss, sensor_noise
 from .models import build_model
 from .onnx_init import load_onnx_weights, onnx_training_info
 from .plot import plot_curves
@@ -81,6 +81,11 @@ class TrainConfig:
     threads: int = 2
     dice_w: float = 1.0
     boundary_w: float = 1.0
+    # noisy-pair stability: weight of the consistency term (0 = off), the share of
+    # each batch that gets a noisy twin, and the strongest noise (0-255 units)
+    consistency: float = 0.0
+    consistency_share: float = 0.25
+    consistency_noise: float = 4.0
     # share of each epoch from each pool (labelled, negative, paste, teacher); normalised
     mix: dict[str, float] = field(default_factory=lambda: {"labelled": 1.0})
     mine_every: int = 2  # epochs between hard-negative mining passes (0 = off)
@@ -336,6 +341,20 @@ def _evaluate_group(model: nn.Module, samples: list[Sample], size: tuple[int, in
     return sum(losses), ious
 
 
+def _batch_loss(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                wt: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """The segmentation loss, plus the noisy-pair term when ``cfg.consistency``
+    is on. The noisy twins ride in the same forward pass, so batch norm sees
+    one batch and the two masks differ only by the noise."""
+    if not cfg.consistency or cfg.num_classes != 1:
+        return loss_fn(model(_layout(x, cfg)), y, wt)
+    k = max(1, round(len(x) * cfg.consistency_share))
+    twins = sensor_noise(x[:k], cfg.std, cfg.consistency_noise)
+    logits = model(_layout(torch.cat([x, twins]), cfg))
+    main, noisy = logits[:len(x)], logits[len(x):]
+    return loss_fn(main, y, wt) + cfg.consistency * consistency_loss(main[:k], noisy)
+
+
 def _save(obj: dict[str, Any], path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(obj, tmp)
@@ -449,7 +468,7 @@ def train(cfg: TrainConfig, train_samples: list[Sample], val_samples: list[Sampl
                 frac = max(frac, (time.monotonic() - t0) / max_s)
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * lr_factor(frac, cfg.warmup)
-            loss = loss_fn(model(_layout(x, cfg)), y, wt)
+            loss = _batch_loss(model, loss_fn, x, y, wt, cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)
