@@ -134,3 +134,26 @@ def test_iou_breakdown_puts_each_wrong_pixel_in_one_bin_by_its_distance_from_the
     assert b["missed inside"] == pytest.approx(100 / union)
     assert b["iou"] + sum(b[k] for k in mod.BINS) == pytest.approx(1.0)
     assert mod.breakdown(gt, gt) == {"iou": 1.0, "edge": 0.0, "beside": 0.0, "away": 0.0, "missed inside": 0.0}
+
+
+def test_matte_level_forces_one_guide_level_and_bands_the_outline() -> None:
+    """benchmarks/matte_level.py: at the level guide_level picks, its matte is the default matte
+    exactly; at another level it differs; the edge band is the 8 px either side of the outline."""
+    import importlib.util
+
+    from vbg.stages.matte import Matte, guide_level
+
+    spec = importlib.util.spec_from_file_location("matte_level", ROOT / "benchmarks" / "matte_level.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    frame, gt = disc_frame(1280, 720, 640, 360, 200, seed=0)
+    # a mask 12 px off the disc, so the guide cannot explain its edge and the level shows
+    off = np.roll(gt, 12, axis=1).astype(np.float32)
+    prob = cv2.resize(off, (288, 160), interpolation=cv2.INTER_AREA)
+    picked = guide_level(1280, 720, (288, 160))
+    default = Matte().compute(prob, frame).alpha
+    assert np.array_equal(mod.FixedLevel(picked).compute(prob, frame).alpha, default)
+    assert not np.array_equal(mod.FixedLevel(picked - 1).compute(prob, frame).alpha, default)
+    band = mod.edge_band(gt)
+    assert band[360, 640 + 200] and band[360, 640 + 193] and not band[360, 640 + 180] and not band[360, 640 + 220]
