@@ -423,6 +423,9 @@ def test_matte_feather_widens_the_edge() -> None:
 def test_guide_level_is_the_smallest_with_enough_pixels() -> None:
     assert guide_level(1280, 720, (288, 160)) == 2  # 320x180: 1.25x the mask's pixels
     assert guide_level(1920, 1080, (288, 160)) == 2  # 480x270; 240x135 would be below the mask
+    assert guide_level(1280, 720, (288, 176)) == 2  # 1.14x
+    assert guide_level(1280, 720, (288, 192)) == 2  # 1.04x, though 180 rows are fewer than 192
+    assert guide_level(1280, 720, (320, 192)) == 1  # 320x180 has fewer pixels
     assert guide_level(1280, 720, (256, 256)) == 1  # a square mask: 320x180 has fewer pixels
     assert guide_level(640, 480, (288, 160)) == 1
     assert guide_level(300, 170, (288, 160)) == 0  # never below the mask's size
