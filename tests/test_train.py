@@ -520,7 +520,7 @@ def test_consistency_term_makes_masks_steadier_under_noise(tmp_path) -> None:
 def test_train_cli_consistency_flags_are_checked(tmp_path, capsys) -> None:
     from vbg.apps import cli
 
-    for flags, what in ((["--consistency", "-1"], "--consistency is -1"),
+    for flags, what in ((["--consistency", "-1"], "--consistency is -1"), (["--consistency", "inf"], "is inf"),
                         (["--consistency", "1", "--consistency-share", "0"], "--consistency-share is 0"),
                         (["--consistency", "1", "--consistency-noise", "0"], "--consistency-noise is 0"),
                         (["--consistency", "1", "--classes", "3"], "binary person masks")):

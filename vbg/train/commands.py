@@ -104,11 +104,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def check_consistency(args: argparse.Namespace, num_classes: int) -> None:
     """The noisy-pair flags: a weight of 0 or more, a share in (0, 1], noise above 0, binary masks."""
-    if not args.consistency >= 0:
+    if not 0 <= args.consistency < float("inf"):
         raise VbgError(f"--consistency is {args.consistency:g}", "give a weight of 0 (off) or more, e.g. 1")
     if not 0 < args.consistency_share <= 1:
         raise VbgError(f"--consistency-share is {args.consistency_share:g}", "give a share above 0 and at most 1")
-    if not args.consistency_noise > 0:
+    if not 0 < args.consistency_noise < float("inf"):
         raise VbgError(f"--consistency-noise is {args.consistency_noise:g}", "give a noise level above 0, e.g. 4")
     if args.consistency and num_classes != 1:
         raise VbgError("--consistency works on binary person masks, not class maps", "drop --consistency")
