@@ -30,6 +30,7 @@ from vbg.models import resolve_model  # noqa: E402
 from vbg.stages.matte import Matte, guide_level  # noqa: E402
 from vbg.stages.preprocess import FramePyramid  # noqa: E402
 from vbg.train.data import find_pairs, read_image, read_mask, split_pairs  # noqa: E402
+from vbg.train.metrics import iou, mae  # noqa: E402
 
 
 class FixedLevel(Matte):
@@ -75,12 +76,11 @@ def main() -> int:
         for lv, m in mattes.items():
             m.reset()
             t = time.perf_counter()
-            alpha = m.compute(prob, img, pyramid=FramePyramid(img)).alpha
+            alpha = m.compute(prob, img).alpha
             ms[lv].append((time.perf_counter() - t) * 1000)
             if band.any():  # a photo whose label has no one in it has no outline
-                err[lv].append(float(np.abs(alpha[band] - gt[band]).mean()))
-            fg = alpha >= 0.5
-            ious[lv].append(float((fg & gt).sum() / max(1, (fg | gt).sum())))
+                err[lv].append(mae(alpha[band], gt[band]))
+            ious[lv].append(iou(alpha, gt))
     backend.close()
     chosen = guide_level(W, H, spec.size)
     print(f"{spec.name} ({spec.size[0]}x{spec.size[1]} mask), {len(pairs)} validation photos at {W}x{H}; "
