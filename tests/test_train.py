@@ -490,6 +490,30 @@ def test_sensor_noise_and_consistency_term() -> None:
     logits = torch.randn(2, 1, 8, 8)
     assert consistency_loss(logits, logits) == 0
     assert consistency_loss(logits, logits + 1) > 0.05
+    classes = torch.randn(2, 3, 8, 8)  # class maps: softmax over the channels
+    assert consistency_loss(classes, classes + 5) < 1e-6  # the same distribution
+    one_hot = torch.nn.functional.one_hot(torch.arange(3), 3).float().T.reshape(1, 3, 1, 3) * 50
+    assert abs(float(consistency_loss(one_hot, one_hot.roll(1, dims=1))) - 1) < 1e-6  # disjoint: 1, as for binary
+
+
+def test_consistency_term_also_trains_class_maps() -> None:
+    """With several classes the noisy-pair term is added, not skipped."""
+    from vbg.train.losses import SegLoss, consistency_loss, sensor_noise
+    from vbg.train.trainer import TrainConfig, _batch_loss
+
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(3, 3, 3, padding=1)
+    x, y = torch.randn(4, 3, 16, 16), torch.randint(0, 3, (4, 16, 16))
+    wt = torch.ones(4, 1, 16, 16)
+    loss_fn = SegLoss(num_classes=3)
+    on = TrainConfig(out="", num_classes=3, consistency=10.0, consistency_share=0.5, consistency_noise=8.0, channels_last=False)
+    torch.manual_seed(1)
+    with_term = _batch_loss(net, loss_fn, x, y, wt, on)
+    torch.manual_seed(1)
+    twins = sensor_noise(x[:2], on.std, 8.0)
+    expected = loss_fn(net(x), y, wt) + 10.0 * consistency_loss(net(x[:2]), net(twins))
+    assert float(consistency_loss(net(x[:2]), net(twins))) > 1e-4
+    assert torch.allclose(with_term, expected, atol=1e-5)
 
 
 def test_consistency_term_makes_masks_steadier_under_noise(tmp_path) -> None:
@@ -522,8 +546,7 @@ def test_train_cli_consistency_flags_are_checked(tmp_path, capsys) -> None:
 
     for flags, what in ((["--consistency", "-1"], "--consistency is -1"), (["--consistency", "inf"], "is inf"),
                         (["--consistency", "1", "--consistency-share", "0"], "--consistency-share is 0"),
-                        (["--consistency", "1", "--consistency-noise", "0"], "--consistency-noise is 0"),
-                        (["--consistency", "1", "--classes", "3"], "binary person masks")):
+                        (["--consistency", "1", "--consistency-noise", "0"], "--consistency-noise is 0")):
         rc = cli.main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), *flags])
         err = capsys.readouterr().err
         assert rc == 2 and err.startswith("vbg: error: ") and what in err and err.count("\n") == 1

@@ -102,16 +102,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
-def check_consistency(args: argparse.Namespace, num_classes: int) -> None:
-    """The noisy-pair flags: a weight of 0 or more, a share in (0, 1], noise above 0, binary masks."""
+def check_consistency(args: argparse.Namespace) -> None:
+    """The noisy-pair flags: a weight of 0 or more, a share in (0, 1], noise above 0."""
     if not 0 <= args.consistency < float("inf"):
         raise VbgError(f"--consistency is {args.consistency:g}", "give a weight of 0 (off) or more, e.g. 1")
     if not 0 < args.consistency_share <= 1:
         raise VbgError(f"--consistency-share is {args.consistency_share:g}", "give a share above 0 and at most 1")
     if not 0 < args.consistency_noise < float("inf"):
         raise VbgError(f"--consistency-noise is {args.consistency_noise:g}", "give a noise level above 0, e.g. 4")
-    if args.consistency and num_classes != 1:
-        raise VbgError("--consistency works on binary person masks, not class maps", "drop --consistency")
 
 
 POOLS = ("labelled", "negative", "paste", "teacher")
@@ -207,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
         raise VbgError("--bg-crops needs a --teacher to check each crop for unlabelled people",
                        "add --teacher benchmarks/peers/mediapipe_selfie.json")
     num_classes = 3 if args.format == "pet" and args.classes == 1 else args.classes
-    check_consistency(args, num_classes)
+    check_consistency(args)
     target = {"arch": args.arch, "num_classes": num_classes, "arch_options": options}
     for ckpt in args.init or []:
         if str(ckpt).lower().endswith(".onnx"):  # its spec, weights and network, before minutes of data loading

@@ -90,6 +90,11 @@ def sensor_noise(x: torch.Tensor, std: tuple[float, ...], max_sigma: float) -> t
 
 
 def consistency_loss(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
-    """Mean absolute difference of the two masks' person probabilities: L1, so
-    small disagreements at ambiguous pixels (where a mask flips) keep their pull."""
-    return (torch.sigmoid(logits_a) - torch.sigmoid(logits_b)).abs().mean()
+    """Mean absolute difference of the two masks' probabilities (sigmoid for one
+    channel, softmax over the classes for several): L1, so small disagreements
+    at ambiguous pixels (where a mask flips) keep their pull."""
+    if logits_a.shape[1] == 1:
+        return (torch.sigmoid(logits_a) - torch.sigmoid(logits_b)).abs().mean()
+    # per pixel, half the L1 of two distributions: 0 (same) to 1 (disjoint), like the binary case
+    diff = (torch.softmax(logits_a, 1) - torch.softmax(logits_b, 1)).abs().sum(1)
+    return 0.5 * diff.mean()

@@ -346,7 +346,7 @@ def _batch_loss(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.
     """The segmentation loss, plus the noisy-pair term when ``cfg.consistency``
     is on. The noisy twins ride in the same forward pass, so batch norm sees
     one batch and the two masks differ only by the noise."""
-    if not cfg.consistency or cfg.num_classes != 1:
+    if not cfg.consistency:
         return loss_fn(model(_layout(x, cfg)), y, wt)
     k = max(1, round(len(x) * cfg.consistency_share))
     twins = sensor_noise(x[:k], cfg.std, cfg.consistency_noise)
