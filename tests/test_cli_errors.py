@@ -170,6 +170,25 @@ def test_bad_config_file(capsys: pytest.CaptureFixture[str], work: Path, red_mod
     fails(capsys, work, "-i", work / "in.mp4", "--model", red_model, "--config", cfg, expect="threshold 7")
     fails(capsys, work, "-i", work / "in.mp4", "--model", red_model, "--config", work / "none.toml",
           expect="none.toml not found")
+    # a flag mends the file's bad value (flags win), but a misspelt key is still refused
+    out = work / "mended.mp4"
+    assert main(["-i", str(work / "in.mp4"), "--model", str(red_model), "--config", str(cfg), "--threshold", "0.5",
+                 "-o", str(out), "--no-progress"]) == 0 and out.is_file()
+    out.unlink()
+    capsys.readouterr()
+    cfg.write_text("[vbg]\nthreshhold = 0.5\n")
+    fails(capsys, work, "-i", work / "in.mp4", "--model", red_model, "--config", cfg, "--threshold", "0.5",
+          expect="unknown setting 'threshhold'")
+
+
+def test_a_broken_user_config_says_how_to_get_past_it(capsys: pytest.CaptureFixture[str], work: Path,
+                                                       red_model: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VBG_CONFIG_DIR", str(tmp_path / "cfg"))
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "config.toml").write_text("[vbg\n")
+    line = fails(capsys, work, "-i", work / "in.mp4", "--model", red_model, expect="config.toml is not valid TOML")
+    assert "or delete it" in line and "--config FILE" in line
 
 
 def _unwritable_dir(tmp_path: Path) -> Path:

@@ -255,6 +255,15 @@ def test_python_api_convert(tmp_path: Path, red_model: Path) -> None:
     assert stats.frames == 6 and stats.output == tmp_path / "out.mp4" and (tmp_path / "out.mp4").is_file()
     with pytest.raises(vbg.VbgError, match="threshold 7 out of range"):
         vbg.convert(clip, tmp_path / "x.mp4", model=str(red_model), threshold=7)
+    with pytest.raises(vbg.VbgError, match=r"out\.mp4 already exists \(pass overwrite=True to overwrite it, or "
+                       r"choose another output\)"):  # Python's words, not the command line's "-y"
+        vbg.convert(clip, tmp_path / "out.mp4", model=str(red_model))
+    with pytest.raises(vbg.VbgError, match="'mirror' is a live camera setting"):  # not silently ignored
+        vbg.convert(clip, tmp_path / "y.mp4", model=str(red_model), mirror=True)
+    with pytest.raises(vbg.VbgError, match="no setting 'bogus'") as exc:
+        vbg.convert(clip, tmp_path / "y.mp4", bogus=1)
+    assert "threshold" in exc.value.fix and "overwrite" in exc.value.fix and "camera" not in exc.value.fix
+    assert not (tmp_path / "x.mp4").exists() and not (tmp_path / "y.mp4").exists()
 
 
 def test_python_api_pipeline(red_model: Path) -> None:

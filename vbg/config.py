@@ -12,6 +12,7 @@ validated once by ``Settings``.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,13 +108,22 @@ def _parse(f: Flag, raw: Any) -> dict[str, Any]:
     return {f.setting: text}
 
 
-def load_config(path: str | Path | None) -> Settings:
-    """Settings from ``path``, or from the user's config when ``path`` is None and it exists; else defaults."""
+def load_config(path: str | Path | None, skip: Iterable[str] = ()) -> Settings:
+    """Settings from ``path``, or from the user's config when ``path`` is None and it exists; else defaults.
+
+    ``skip``: settings the flags give, left out of the file unchecked (a flag mends a bad value there).
+    """
     if path is not None:
         p = Path(path).expanduser()
-        return Settings.load(check_file(p, "config", "check the --config path"))
+        return Settings.load(check_file(p, "config", "check the --config path"), skip)
     user = config_path()
-    return Settings.load(user) if user.is_file() else Settings()
+    if not user.is_file():
+        return Settings()
+    try:
+        return Settings.load(user, skip)
+    except VbgError as exc:  # read by every command: say how to get past it
+        raise VbgError(exc.what, f"{exc.fix}, or delete it: it holds what vbg gui saved; "
+                       "--config FILE reads another file instead") from None
 
 
 def settings_from_args(args: argparse.Namespace, command: str, base: Settings | None = None) -> Settings:
@@ -121,8 +131,6 @@ def settings_from_args(args: argparse.Namespace, command: str, base: Settings | 
 
     ``base``: start from these settings instead of the config file.
     """
-    if base is None:
-        base = load_config(getattr(args, "config", None))
     changes: dict[str, Any] = {}
     for f in FLAGS:
         if command not in f.commands:
@@ -130,6 +138,8 @@ def settings_from_args(args: argparse.Namespace, command: str, base: Settings | 
         raw = getattr(args, f.flag[2:].replace("-", "_"), None)
         if raw is not None:
             changes.update(_parse(f, raw))
+    if base is None:
+        base = load_config(getattr(args, "config", None), skip=changes)
     return base.replace(**changes) if changes else base
 
 

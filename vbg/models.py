@@ -79,5 +79,5 @@ def resolve_model(name: str | None) -> ModelSpec:
     for e in entries:
         if e.spec.name == name:
             return e.spec
-    known = ", ".join(e.spec.name for e in entries) or "none"
+    known = ", ".join(["default", *(e.spec.name for e in entries)])
     raise VbgError(f"unknown model {name!r}", f"use one of: {known}, or a path to a spec .json")

@@ -150,11 +150,13 @@ class Settings:
 
     # --- TOML -----------------------------------------------------------
     @classmethod
-    def from_mapping(cls, data: dict[str, Any], source: str = "config", base: Path | None = None) -> Settings:
+    def from_mapping(cls, data: dict[str, Any], source: str = "config", base: Path | None = None,
+                     skip: Iterable[str] = ()) -> Settings:
         """Settings from a ``[vbg]`` table. Every error names ``source`` and the key.
 
         A relative file path (camera file, background, model spec) is taken
         relative to ``base``, the folder of the file it came from, where it exists there.
+        Keys in ``skip`` (settings a flag gives anyway) are left out unchecked.
         """
         known = {f.name: f for f in fields(cls)}
         kwargs: dict[str, Any] = {}
@@ -163,6 +165,8 @@ class Settings:
             if k not in known:
                 raise VbgError(f"unknown setting {key!r} in {source}",
                                f"remove it; known: {', '.join(sorted(known))}")
+            if k in skip:
+                continue
             default = known[k].default
             try:
                 v = _typed(default, value)
@@ -183,7 +187,7 @@ class Settings:
         return out
 
     @classmethod
-    def load(cls, path: str | Path) -> Settings:
+    def load(cls, path: str | Path, skip: Iterable[str] = ()) -> Settings:
         path = Path(path)
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))  # TOML is UTF-8 whatever the locale
@@ -194,7 +198,7 @@ class Settings:
         table = data.get("vbg", data)
         if not isinstance(table, dict):
             raise VbgError(f"config {path}: [vbg] is not a table", "write the settings under a [vbg] heading")
-        return cls.from_mapping(table, source=str(path), base=path.resolve().parent)
+        return cls.from_mapping(table, source=str(path), base=path.resolve().parent, skip=skip)
 
     def to_toml(self) -> str:
         return tomli_w.dumps({"vbg": {f.name: getattr(self, f.name) for f in fields(self)}})

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from ..assets import bundled_samples
 from ..backends import create_backend
 from ..backends.base import Backend
-from ..config import add_setting_arguments, settings_from_args
+from ..config import FLAGS, add_setting_arguments, settings_from_args
 from ..errors import VbgError
 from ..io.ahead import Ahead
 from ..io.atomic import atomic_folder, atomic_output, check_name, check_target, same_file
@@ -424,7 +424,8 @@ def convert_images(pairs: Sequence[tuple[Path, Path]], settings: Settings, *, ba
     if failed:
         src, exc = failed[0]
         more = f" and {len(failed) - 1} more" if len(failed) > 1 else ""
-        raise VbgError(f"could not read {src}{more}; the other {done} images were written",
+        wrote = f"the other {_n(done, 'image')} {'was' if done == 1 else 'were'} written" if done else "no image was written"
+        raise VbgError(f"could not read {src}{more}; {wrote}",
                        "check or remove the unreadable files")
     out_path = pairs[0][1] if len(pairs) == 1 else pairs[0][1].parent
     return ConvertStats(done, time.perf_counter() - t_start, out_path, timings.medians())
@@ -599,10 +600,17 @@ def convert(input: str | Path, output: str | Path | None = None, settings: Setti
     raises ``VbgError`` for bad input.
     """
     settings = settings_or_default(settings, "pass vbg.Settings(...), or the settings as keywords")
-    known = {f.name for f in dataclasses.fields(Settings)}
-    unknown = sorted(set(changes) - known)
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    # the camera's settings (and the virtual camera's) mean nothing to a conversion
+    live = {f.setting for f in FLAGS if "convert" not in f.commands} | {"height", "virtual_cam"}
+    unknown = sorted(set(changes) - fields)
     if unknown:
-        raise VbgError(f"vbg.convert has no setting {unknown[0]!r}", f"use some of: {', '.join(sorted(known))}")
+        raise VbgError(f"vbg.convert has no setting {unknown[0]!r}",
+                       f"use some of: {', '.join(sorted(fields - live))}, or the keywords "
+                       "overwrite, progress, preset, batch, audio, strict")
+    unused = sorted(set(changes) & live)
+    if unused:
+        raise VbgError(f"{unused[0]!r} is a live camera setting, which vbg.convert does not use", "leave it out")
     for name, value, kind in (("batch", batch, int), ("preset", preset, str)):
         if not isinstance(value, kind) or isinstance(value, bool):
             raise VbgError(f"{name} must be {'a whole number' if kind is int else 'a string'}, got {value!r}",
@@ -612,9 +620,15 @@ def convert(input: str | Path, output: str | Path | None = None, settings: Setti
     for name, value in (("input", input), ("output", output)):
         if value is not None and not isinstance(value, (str, os.PathLike)):
             raise VbgError(f"{name} must be a path, got {type(value).__name__}", "pass a str or pathlib.Path")
-    return _convert(input, output, settings,
-                    Job(preset=preset, batch=batch, audio=audio, overwrite=overwrite, progress=progress, strict=strict),
-                    **changes)
+    try:
+        return _convert(input, output, settings,
+                        Job(preset=preset, batch=batch, audio=audio, overwrite=overwrite, progress=progress,
+                            strict=strict), **changes)
+    except VbgError as exc:  # the fix in Python's words, not the command line's
+        if "use -y" not in exc.fix:
+            raise
+        raise VbgError(exc.what, exc.fix.replace("use -y", "pass overwrite=True")
+                       .replace("another --output", "another output")) from None
 
 
 def _convert(input: str | Path, output: str | Path | None, settings: Settings, job: Job,
@@ -707,14 +721,21 @@ def _convert_folder(src: Path, output: str | None, settings: Settings, backend: 
     if failed:
         names = ", ".join(failed[:3]) + (", ..." if len(failed) > 3 else "")
         done = len(plan.videos) - len(failed)
-        others = ([f"{done} other videos"] if done else []) + (["the images"] if plan.images and unread is None else [])
-        raise VbgError(f"{len(failed)} of {len(plan.videos)} videos could not be converted ({names})"
-                       + (f"; {' and '.join(others)} were converted" if others else "")
+        others = ([_n(done, "other video")] if done else []) + (["the images"] if plan.images and unread is None else [])
+        verb = "was" if others == [_n(1, "other video")] else "were"
+        raise VbgError(f"{len(failed)} of {_n(len(plan.videos), 'video')} could not be converted ({names})"
+                       + (f"; {' and '.join(others)} {verb} converted" if others else "")
                        + ("" if unread is None else f"; {unread.what}"), "see the warnings above")
     if unread is not None:
-        raise VbgError(unread.what + (f"; the {len(plan.videos)} videos were converted" if plan.videos else ""),
+        raise VbgError(unread.what + (f"; the {_n(len(plan.videos), 'video')} "
+                                      f"{'was' if len(plan.videos) == 1 else 'were'} converted" if plan.videos else ""),
                        unread.fix)
     return ConvertStats(frames, time.perf_counter() - t0, plan.out_dir, stages)
+
+
+def _n(n: int, noun: str) -> str:
+    """``"1 video"``, ``"3 videos"``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -55,7 +55,7 @@ class BackgroundSpec:
         t = text.strip()
         low = t.lower()
         if not t:
-            raise VbgError("the background is empty", "give an image or video, beach, blur:N or color:#RRGGBB")
+            raise VbgError("the background is empty", "give an image or video, beach, blur:N, color:#RRGGBB or none")
         if low in ("none", "transparent", "alpha"):
             return cls("none")
         if low == "blur" or low.startswith("blur:"):
@@ -330,9 +330,9 @@ def _existing_file(path: Path) -> Path:
     if path.is_dir():
         raise VbgError(f"background {path} is a folder",
                        "give an image or video file, a bundled name (" + ", ".join(bundled_backgrounds())
-                       + "), blur:N or color:#RRGGBB")
+                       + "), blur:N, color:#RRGGBB or none")
     names = ", ".join(bundled_backgrounds()) or "blur:N"
-    return check_file(path, "background", f"check the path, or use {names}, blur:N or color:#RRGGBB")
+    return check_file(path, "background", f"check the path, or use {names}, blur:N, color:#RRGGBB or none")
 
 
 # kind -> class: the registry BackgroundSpec.kind is looked up in
