@@ -66,10 +66,14 @@ def test_jpeg_stays_jpeg_and_alpha_goes_png(red_model: Path, tmp_path: Path,
     assert rgba.shape == (160, 200, 4)
     inside, outside = interior(gt)
     assert rgba[..., 3][inside].min() > 240 and rgba[..., 3][outside].max() < 15
-    # an explicit output folder gets the plain stem
+    # into an output folder the name is tagged as a video's is, so the input's own folder works too
     out_dir = tmp_path / "out"
     assert cli(capsys, "-i", photo, "-o", f"{out_dir}/", "--output-mode", "mask", "--model", red_model)[0] == 0
-    assert [p.name for p in out_dir.iterdir()] == ["p.png"]
+    assert [p.name for p in out_dir.iterdir()] == ["p.mask.png"]
+    (tmp_path / "p.vbg.jpg").unlink()
+    before = photo.read_bytes()
+    assert cli(capsys, "-i", photo, "-o", tmp_path, "--model", red_model)[0] == 0
+    assert (tmp_path / "p.vbg.jpg").is_file() and photo.read_bytes() == before
 
 
 def test_folder_to_masks_one_png_per_image(red_model: Path, tmp_path: Path,

@@ -63,9 +63,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-i", "--input", metavar="IN",
                         help="video, image, or folder of videos and images")
     parser.add_argument("-o", "--output", metavar="OUT",
-                        help="output file, or a folder to write into; frames/%%06d.png for a PNG sequence. "
-                             "Default: IN.vbg.mp4 beside the input (IN.mask.mp4 for masks; for --input sample, "
-                             "sample.vbg.mp4 in the current folder)")
+                        help="output file, or a folder to write into (a name without an extension is a "
+                             "folder); frames/%%06d.png for a PNG sequence. Default, beside the input: IN.vbg.mp4 "
+                             "for a video (.webm with --bg none or --output-mode alpha, IN.mask.mp4 for masks), "
+                             "IN.vbg.jpg/.png for an image, IN.vbg/ for a folder (IN.masks/ for masks); "
+                             "for --input sample, sample.vbg.mp4 in the current folder")
     add_setting_arguments(parser, "convert")
     e = parser.add_argument_group("encoding")
     e.add_argument("--batch", metavar="N", help=f"frames per model call, 1..64 ({DEFAULT_BATCH})")
@@ -476,8 +478,8 @@ def plan_image_output(src: Path, output: str | None, mode: str) -> Path:
     if is_frame_pattern(p.name):
         raise VbgError(f"{p.name} is a frame-number pattern, and {src.name} is one image",
                        "give the image's output a plain name, e.g. out.png")
-    if _dir_like(output, p):
-        p = p / f"{src.stem}{ext}"
+    if _dir_like(output, p):  # tagged as a video's is: -o . beside the input must not name the input
+        p = p / f"{src.stem}.{_tag(mode)}{ext}"
     check_image_output(p, mode, mode == "alpha")
     return p
 
