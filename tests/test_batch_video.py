@@ -237,7 +237,7 @@ def test_alpha_png_sequence_into_a_folder(clip: Path, red_model: Path, tmp_path:
                                           capsys: pytest.CaptureFixture[str]) -> None:
     out_dir = tmp_path / "frames"
     code, out, _ = cli(capsys, "-i", clip, "-o", f"{out_dir}/%06d.png", "--output-mode", "alpha", "--model", red_model)
-    assert code == 0 and str(out_dir) in out
+    assert code == 0 and out.rstrip().endswith(f"-> {out_dir / '%06d.png'}")  # the summary names the pattern
     names = sorted(p.name for p in out_dir.iterdir())
     assert names == [f"{i:06d}.png" for i in range(1, N + 1)]
     png = cv2.imread(str(out_dir / "000019.png"), cv2.IMREAD_UNCHANGED)
@@ -245,6 +245,9 @@ def test_alpha_png_sequence_into_a_folder(clip: Path, red_model: Path, tmp_path:
     _check_alpha(png[..., 3], 18)
     assert [p.name for p in tmp_path.iterdir()] == ["frames"]  # no temporary folder left
     # a printf pattern names the files
+    code, out, _ = cli(capsys, "-i", clip, "-o", tmp_path / "one" / "f.png", "--output-mode", "mask",
+                       "--model", red_model)
+    assert code == 0 and out.rstrip().endswith(f"-> {tmp_path / 'one' / 'f_%06d.png'}")  # a plain .png: numbered
     code, _, _ = cli(capsys, "-i", clip, "-o", tmp_path / "seq" / "f_%03d.png", "--output-mode", "mask",
                      "--model", red_model)
     assert code == 0 and len(list((tmp_path / "seq").glob("f_0[0-9][0-9].png"))) == N

@@ -245,7 +245,7 @@ def convert_video(src: Path, dst: Path, settings: Settings, *, backend: Backend 
                         src.name)
         for what in dec.dropped_streams:
             log.warning("%s: %s is not carried over (vbg writes video, audio and subtitles)", src.name, what)
-    out_path = sequence_pattern(dst)[0] if kind.output == "folder" else dst
+    out_path = Path(*sequence_pattern(dst)) if kind.output == "folder" else dst  # frames/%06d.png: where they went
     return ConvertStats(frames, time.perf_counter() - t_start, out_path, timings.medians(),
                         getattr(sink, "audio_note", ""))
 
