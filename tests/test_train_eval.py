@@ -84,6 +84,12 @@ def test_eval_cli_bad_folder(tmp_path, red_model, capsys) -> None:
     rc = main(["eval", "--data", str(tmp_path / "nope"), "--model", str(red_model)])
     assert rc == 2
     assert "not found" in capsys.readouterr().err
+    _write_set(tmp_path / "set")
+    for name, rc_want in (("cpu", 0), ("onnxruntime", 0), ("nosuch", 2)):  # the main CLI's names (and the old one)
+        rc = main(["eval", "--data", str(tmp_path / "set"), "--model", str(red_model), "--split", "all",
+                   "--threads", "1", "--backend", name])
+        err = capsys.readouterr().err
+        assert rc == rc_want and (rc == 0 or "unknown backend 'nosuch'" in err), (name, err)
 
 
 def test_ablation_table_sets_each_variant_beside_the_full_recipe(tmp_path) -> None:

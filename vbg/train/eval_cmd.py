@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from ..errors import VbgError
+from ..settings import BACKENDS, canonical_backend
 from .data import Pair, find_pairs, read_image, read_mask, split_pairs
 from .metrics import boundary_f, iou, mae
 
@@ -44,15 +45,14 @@ class ModelResult:
                 "iou_by_source": {k: float(np.mean(v)) for k, v in sorted(self.by_source.items())}}
 
 
-def evaluate_models(specs: list, pairs: list[Pair], threads: int = 2, backend: str = "onnxruntime",
+def evaluate_models(specs: list, pairs: list[Pair], threads: int = 2, backend: str = "cpu",
                     progress: bool = True) -> list[ModelResult]:
     """Run every model on every pair; per-image metrics at the image's size."""
     from tqdm import tqdm
 
     from ..backends import create_backend
 
-    backends = [create_backend(s, backend, threads=threads) if backend == "onnxruntime"
-                else create_backend(s, backend) for s in specs]
+    backends = [create_backend(s, canonical_backend(backend), threads=threads) for s in specs]
     results = [ModelResult(s.name, s.size) for s in specs]
     try:
         if pairs:  # warm up: first runs allocate
@@ -100,7 +100,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-percent", type=float, default=15.0)
     p.add_argument("--test-percent", type=float, default=15.0)
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads per model")
-    p.add_argument("--backend", default="onnxruntime", help="onnxruntime (default), auto, cuda, tensorrt")
+    p.add_argument("--backend", default="cpu", help=f"inference: {', '.join(BACKENDS)} (cpu: ONNX Runtime on the CPU)")
     p.add_argument("--limit", type=int, help="only the first N images")
     p.add_argument("--json", help="also write the figures to this JSON file")
 
