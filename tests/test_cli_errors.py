@@ -188,7 +188,7 @@ def test_a_broken_user_config_says_how_to_get_past_it(capsys: pytest.CaptureFixt
     (tmp_path / "cfg").mkdir()
     (tmp_path / "cfg" / "config.toml").write_text("[vbg\n")
     line = fails(capsys, work, "-i", work / "in.mp4", "--model", red_model, expect="config.toml is not valid TOML")
-    assert "or delete it" in line and "--config FILE" in line
+    assert f". Or delete {tmp_path / 'cfg' / 'config.toml'}, or read another file with --config FILE)" in line
 
 
 def _unwritable_dir(tmp_path: Path) -> Path:

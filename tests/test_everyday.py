@@ -258,6 +258,8 @@ def test_python_api_convert(tmp_path: Path, red_model: Path) -> None:
     with pytest.raises(vbg.VbgError, match=r"out\.mp4 already exists \(pass overwrite=True to overwrite it, or "
                        r"choose another output\)"):  # Python's words, not the command line's "-y"
         vbg.convert(clip, tmp_path / "out.mp4", model=str(red_model))
+    with pytest.raises(vbg.VbgError, match=r"^batch 0 out of range"):  # the keyword, not --batch
+        vbg.convert(clip, tmp_path / "y.mp4", model=str(red_model), batch=0)
     with pytest.raises(vbg.VbgError, match="'mirror' is a live camera setting"):  # not silently ignored
         vbg.convert(clip, tmp_path / "y.mp4", model=str(red_model), mirror=True)
     with pytest.raises(vbg.VbgError, match="no setting 'bogus'") as exc:

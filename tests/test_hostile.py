@@ -264,9 +264,16 @@ def test_a_folder_goes_on_past_a_bad_video(capsys: pytest.CaptureFixture[str], w
     code = main(["--no-progress", "--input", str(fold), "-o", str(work / "out"), "--model", str(red_model)])
     err = capsys.readouterr().err.splitlines()
     assert code == 2 and sorted(os.listdir(work / "out")) == ["a.mp4", "c.mp4", "d.jpg"]
-    assert err[-1] == ("vbg: error: 1 of 3 videos could not be converted (b.mp4); 2 other videos and the images "
+    assert err[-1] == ("vbg: error: 1 of 3 videos could not be converted (b.mp4); 2 other videos and 1 image "
                        "were converted (see the warnings above)")
     assert len(err) == 2 and "b.mp4" in err[0]
+    # a bad image too: its error is a warning above the last line, as the video's is
+    (fold / "e.jpg").write_bytes(b"not a picture")
+    code = main(["--no-progress", "--input", str(fold), "-o", str(work / "out2"), "--model", str(red_model)])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2 and len(err) == 3 and any("could not read" in e and "e.jpg" in e for e in err[:2])
+    assert err[-1].startswith("vbg: error: 1 of 3 videos could not be converted (b.mp4); 2 other videos were "
+                              "converted; could not read") and "1 other image was written" in err[-1]
 
 
 def test_live_with_a_source_too_small_is_one_error(capsys: pytest.CaptureFixture[str], tmp_path: Path,

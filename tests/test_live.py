@@ -149,6 +149,12 @@ def test_no_virtual_cam_runs_the_same_loop(clip: Path, red_model: Path, fake_vca
     out, _ = capsys.readouterr()
     assert rc == 0 and SUMMARY.match(out.strip())
     assert fake_vcam.instances == []
+    # the flag mends a bad virtual_cam in the config file, as every setting flag does
+    bad = clip.with_name("bad.toml")
+    bad.write_text('[vbg]\nvirtual_cam = "maybe"\n')
+    args = ["live", "--camera", str(clip), "--model", str(red_model), "--no-window", "--frames", "2", "--config", str(bad)]
+    assert cli.main(args) == 2 and "virtual_cam" in capsys.readouterr().err
+    assert cli.main([*args, "--no-virtual-cam"]) == 0 and fake_vcam.instances == []
 
 
 def test_loop_applies_settings_from_next_frame_without_restart(clip: Path, red_model: Path, tmp_path: Path) -> None:

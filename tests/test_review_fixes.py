@@ -147,7 +147,7 @@ def test_a_bad_image_in_a_folder_does_not_stop_its_videos(red_model: Path, tmp_p
     make_clip(d / "v.mp4", frames=4, audio=None)
     rc = main(["-i", str(d), "-o", str(tmp_path / "out"), "--model", str(red_model), "--no-progress"])
     err = capsys.readouterr().err
-    assert rc == 2 and "broken.jpg" in err and "the other 1 image was written" in err and "the 1 video was converted" in err
+    assert rc == 2 and "broken.jpg" in err and "1 other image was written" in err and "the 1 video was converted" in err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ok.png", "v.mp4"]
 
 

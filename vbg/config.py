@@ -122,16 +122,17 @@ def load_config(path: str | Path | None, skip: Iterable[str] = ()) -> Settings:
     try:
         return Settings.load(user, skip)
     except VbgError as exc:  # read by every command: say how to get past it
-        raise VbgError(exc.what, f"{exc.fix}, or delete it: it holds what vbg gui saved; "
-                       "--config FILE reads another file instead") from None
+        raise VbgError(exc.what, f"{exc.fix}. Or delete {user}, or read another file with --config FILE") from None
 
 
-def settings_from_args(args: argparse.Namespace, command: str, base: Settings | None = None) -> Settings:
+def settings_from_args(args: argparse.Namespace, command: str, base: Settings | None = None,
+                       extra: dict[str, Any] | None = None) -> Settings:
     """Defaults < config file < the flags given; validated once by ``Settings``.
 
-    ``base``: start from these settings instead of the config file.
+    ``base``: start from these settings instead of the config file. ``extra``:
+    settings a command's own flags give (``--no-virtual-cam``), applied as flags are.
     """
-    changes: dict[str, Any] = {}
+    changes: dict[str, Any] = dict(extra or {})
     for f in FLAGS:
         if command not in f.commands:
             continue

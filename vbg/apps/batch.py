@@ -426,7 +426,7 @@ def convert_images(pairs: Sequence[tuple[Path, Path]], settings: Settings, *, ba
     if failed:
         src, exc = failed[0]
         more = f" and {len(failed) - 1} more" if len(failed) > 1 else ""
-        wrote = f"the other {_n(done, 'image')} {'was' if done == 1 else 'were'} written" if done else "no image was written"
+        wrote = f"{_n(done, 'other image')} {'was' if done == 1 else 'were'} written" if done else "no image was written"
         raise VbgError(f"could not read {src}{more}; {wrote}",
                        "check or remove the unreadable files")
     out_path = pairs[0][1] if len(pairs) == 1 else pairs[0][1].parent
@@ -626,11 +626,19 @@ def convert(input: str | Path, output: str | Path | None = None, settings: Setti
         return _convert(input, output, settings,
                         Job(preset=preset, batch=batch, audio=audio, overwrite=overwrite, progress=progress,
                             strict=strict), **changes)
-    except VbgError as exc:  # the fix in Python's words, not the command line's
-        if "use -y" not in exc.fix:
+    except VbgError as exc:  # in Python's words, not the command line's
+        what, fix = _in_python(exc.what), _in_python(exc.fix)
+        if (what, fix) == (exc.what, exc.fix):
             raise
-        raise VbgError(exc.what, exc.fix.replace("use -y", "pass overwrite=True")
-                       .replace("another --output", "another output")) from None
+        raise VbgError(what, fix) from None
+
+
+def _in_python(text: str) -> str:
+    """A message's command-line words as ``vbg.convert``'s keywords."""
+    for cli_word, keyword in (("use -y", "pass overwrite=True"), ("--output", "output"), ("--batch", "batch"),
+                              ("--preset", "preset")):
+        text = text.replace(cli_word, keyword)
+    return text
 
 
 def _convert(input: str | Path, output: str | Path | None, settings: Settings, job: Job,
@@ -723,8 +731,11 @@ def _convert_folder(src: Path, output: str | None, settings: Settings, backend: 
     if failed:
         names = ", ".join(failed[:3]) + (", ..." if len(failed) > 3 else "")
         done = len(plan.videos) - len(failed)
-        others = ([_n(done, "other video")] if done else []) + (["the images"] if plan.images and unread is None else [])
-        verb = "was" if others == [_n(1, "other video")] else "were"
+        images = len(plan.images) if unread is None else 0
+        others = ([_n(done, "other video")] if done else []) + ([_n(images, "image")] if images else [])
+        verb = "was" if done + images == 1 else "were"
+        if unread is not None:  # the images' own error, as a warning like the videos' ("see the warnings above")
+            log.warning("%s", unread.line())
         raise VbgError(f"{len(failed)} of {_n(len(plan.videos), 'video')} could not be converted ({names})"
                        + (f"; {' and '.join(others)} {verb} converted" if others else "")
                        + ("" if unread is None else f"; {unread.what}"), "see the warnings above")

@@ -57,9 +57,7 @@ def has_qt() -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args, "live")
-    if args.no_virtual_cam:
-        settings = settings.replace(virtual_cam=False)
+    settings = settings_from_args(args, "live", extra={"virtual_cam": False} if args.no_virtual_cam else None)
     if args.frames is not None and args.frames < 1:
         raise VbgError(f"--frames {args.frames} must be at least 1", "pass a positive count")
     window = not args.no_window and has_display()

@@ -108,6 +108,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..models import resolve_model
 
+    canonical_backend(args.backend)  # a misspelt name fails before the data is read
     pairs = find_pairs(args.data)
     if args.split != "all":
         pairs = split_pairs(pairs, args.val_percent, args.test_percent)[args.split]

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
             if args.config:
                 raise
             # the saved file is unusable: start from the defaults (and the flags), and say so in the window
-            note = f"ignored saved settings: {exc.line()}"
+            note = f"ignored saved settings: {exc.what} (the file is kept as {config.name}.bad when the window saves)"
             settings = settings_from_args(args, "gui", base=Settings())
     from .app import open_window  # PySide6: only once the window is wanted
 
