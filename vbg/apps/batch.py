@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
 import statistics
 import sys
 import time
@@ -634,11 +635,9 @@ def convert(input: str | Path, output: str | Path | None = None, settings: Setti
 
 
 def _in_python(text: str) -> str:
-    """A message's command-line words as ``vbg.convert``'s keywords."""
-    for cli_word, keyword in (("use -y", "pass overwrite=True"), ("--output", "output"), ("--batch", "batch"),
-                              ("--preset", "preset")):
-        text = text.replace(cli_word, keyword)
-    return text
+    """A message's command-line words as ``vbg.convert``'s keywords (whole words only: a path may hold "--")."""
+    text = re.sub(r"(?<![^\s(])use -y\b", "pass overwrite=True", text)
+    return re.sub(r"(?<![^\s(])--(output|batch|preset)\b", r"\1", text)
 
 
 def _convert(input: str | Path, output: str | Path | None, settings: Settings, job: Job,
