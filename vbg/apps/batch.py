@@ -110,6 +110,16 @@ def effective_settings(settings: Settings) -> Settings:
 
 
 # --------------------------------------------------------------------------- stats
+def _n(n: int, noun: str) -> str:
+    """``"1 video"``, ``"3 videos"``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _was(n: int) -> str:
+    """The verb for a count of ``n`` things."""
+    return "was" if n == 1 else "were"
+
+
 @dataclass
 class ConvertStats:
     """What a conversion did, for the summary line and the benchmarks."""
@@ -125,8 +135,7 @@ class ConvertStats:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> str:
-        what = "1 frame" if self.frames == 1 else f"{self.frames} frames"
-        return f"vbg: {what} in {self.seconds:.1f} s ({self.fps:.1f} fps) -> {self.output}"
+        return f"vbg: {_n(self.frames, 'frame')} in {self.seconds:.1f} s ({self.fps:.1f} fps) -> {self.output}"
 
 
 class _Timings:
@@ -427,7 +436,7 @@ def convert_images(pairs: Sequence[tuple[Path, Path]], settings: Settings, *, ba
     if failed:
         src, exc = failed[0]
         more = f" and {len(failed) - 1} more" if len(failed) > 1 else ""
-        wrote = f"{_n(done, 'other image')} {'was' if done == 1 else 'were'} written" if done else "no image was written"
+        wrote = f"{_n(done, 'other image')} {_was(done)} written" if done else "no image was written"
         raise VbgError(f"could not read {src}{more}; {wrote}",
                        "check or remove the unreadable files")
     out_path = pairs[0][1] if len(pairs) == 1 else pairs[0][1].parent
@@ -604,8 +613,8 @@ def convert(input: str | Path, output: str | Path | None = None, settings: Setti
     """
     settings = settings_or_default(settings, "pass vbg.Settings(...), or the settings as keywords")
     fields = {f.name for f in dataclasses.fields(Settings)}
-    # the camera's settings (and the virtual camera's) mean nothing to a conversion
-    live = {f.setting for f in FLAGS if "convert" not in f.commands} | {"height", "virtual_cam"}
+    # what no convert flag sets (the camera's and the virtual camera's) means nothing to a conversion
+    live = fields - {f.setting for f in FLAGS if "convert" in f.commands}
     unknown = sorted(set(changes) - fields)
     if unknown:
         raise VbgError(f"vbg.convert has no setting {unknown[0]!r}",
@@ -732,22 +741,16 @@ def _convert_folder(src: Path, output: str | None, settings: Settings, backend: 
         done = len(plan.videos) - len(failed)
         images = len(plan.images) if unread is None else 0
         others = ([_n(done, "other video")] if done else []) + ([_n(images, "image")] if images else [])
-        verb = "was" if done + images == 1 else "were"
         if unread is not None:  # the images' own error, as a warning like the videos' ("see the warnings above")
             log.warning("%s", unread.line())
         raise VbgError(f"{len(failed)} of {_n(len(plan.videos), 'video')} could not be converted ({names})"
-                       + (f"; {' and '.join(others)} {verb} converted" if others else "")
+                       + (f"; {' and '.join(others)} {_was(done + images)} converted" if others else "")
                        + ("" if unread is None else f"; {unread.what}"), "see the warnings above")
     if unread is not None:
-        raise VbgError(unread.what + (f"; the {_n(len(plan.videos), 'video')} "
-                                      f"{'was' if len(plan.videos) == 1 else 'were'} converted" if plan.videos else ""),
+        raise VbgError(unread.what + (f"; the {_n(len(plan.videos), 'video')} {_was(len(plan.videos))} converted"
+                                      if plan.videos else ""),
                        unread.fix)
     return ConvertStats(frames, time.perf_counter() - t0, plan.out_dir, stages)
-
-
-def _n(n: int, noun: str) -> str:
-    """``"1 video"``, ``"3 videos"``."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def run(args: argparse.Namespace) -> int:
