@@ -311,6 +311,45 @@ def test_colour_distractors_paint_whole_background_objects_red_or_skin_and_keep_
     _off_by_default_and_draw_free("distract_p", [Sample(f, mask, "a/1"), Sample(f, mask, "a/2")])
 
 
+def test_cast_shadows_darken_the_background_beside_each_person_and_never_the_person() -> None:
+    """Against shadows marked as person: each person's silhouette, thrown on the ground from the feet or on
+    the wall behind, darkens the background next to them; the people keep their exact pixels."""
+    from vbg.train.augment import cast_shadow
+
+    h, w = 120, 160
+    f = np.full((h, w, 3), 170, np.uint8)
+    yy, xx = np.mgrid[0:h, 0:w]
+    people = [((xx - 45) / 10) ** 2 + ((yy - 45) / 25) ** 2 <= 1, ((xx - 115) / 10) ** 2 + ((yy - 45) / 25) ** 2 <= 1]
+    gt = people[0] | people[1]
+    f[gt] = PERSON_BGR
+    mask = np.where(gt, 255, 0).astype(np.uint8)
+    inner = cv2.erode(mask, np.ones((3, 3), np.uint8)) > 0
+    feet_line = 70  # the people's lowest row is 69
+    below = above = 0
+    for seed in range(40):
+        out = cast_shadow(f, mask, np.random.default_rng(seed))
+        assert out.shape == f.shape and out.dtype == np.uint8
+        assert np.array_equal(out[inner], f[inner])  # the people are never darkened
+        assert (out <= f).all()  # a shadow only darkens
+        assert (out.astype(int) >= 0.35 * f.astype(int) - 1).all()  # by 65 % at most
+        dark = (f.astype(int) - out.astype(int)).max(-1) > 10
+        for person in people:  # each casts its own, next to it
+            ys, xs = np.nonzero(person)
+            near = np.zeros_like(dark)
+            near[max(0, ys.min() - 10):ys.max() + 12, max(0, xs.min() - 15):xs.max() + 16] = True
+            assert (dark & near & ~gt).any(), seed
+        below += dark[feet_line + 3:].any()
+        above += not dark[feet_line + 3:].any()
+    assert below >= 10 and above >= 5  # on the ground in front, and behind them or on the wall
+
+    speck = np.zeros((h, w), np.uint8)
+    speck[10:13, 10:13] = 255  # too small to cast anything
+    assert np.array_equal(cast_shadow(f, speck, np.random.default_rng(0)), f)
+    assert np.array_equal(cast_shadow(f, None, np.random.default_rng(0)), f)  # people-free images: nothing to cast
+
+    _off_by_default_and_draw_free("shadow_p", [Sample(f, mask, "a/1"), Sample(f, mask, "a/2")])
+
+
 def test_decoding_bar_follows_no_progress(tmp_path, capsys) -> None:
     """`vbg train --no-progress` writes logs, not a progress bar, while the data decodes."""
     from vbg.train.datasets import load_dataset

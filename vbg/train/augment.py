@@ -11,6 +11,10 @@ skin-coloured objects appear where the label says background. Colour
 distractors (off by default): a few of the background's own regions
 (flood-filled from a seed, so they follow the scene's object outlines)
 painted red or skin-coloured, texture kept, still labelled background.
+Cast shadows (off by default): the person's own silhouette, thrown on the
+ground from the feet or on the wall behind, darkens the background there;
+the label stays background, since a shadow marked as person is a common
+false positive beside the subject in full-body photos.
 
 Everything runs on uint8 with OpenCV, so a CPU core keeps up with training.
 """
@@ -41,6 +45,7 @@ class AugmentConfig:
     jpeg_p: float = 0.3
     bg_hue_p: float = 0.0  # turn the background's hue (labelled and people-free images): against the colour shortcut
     distract_p: float = 0.0  # paint 1-3 background regions red or skin-coloured: against the colour shortcut
+    shadow_p: float = 0.0  # cast the person's shadow on the ground or the wall behind, labelled background
 
 
 def _crop_box(rng: np.random.Generator, w: int, h: int, out_aspect: float, cfg: AugmentConfig,
@@ -230,6 +235,55 @@ def paint_distractors(img: np.ndarray, mask: np.ndarray | None, rng: np.random.G
     return out
 
 
+def _shadow_matrix(rng: np.random.Generator, anchor: tuple[float, float], height: float) -> np.ndarray:
+    """A 2x3 affine map of a silhouette to its shadow. Ground: mirrored at the feet (``anchor``),
+    foreshortened and sheared to one side, as low sun or a lamp throws it. Wall: the silhouette moved a
+    little and scaled, as a flash or a window throws it on the wall behind."""
+    ax, ay = anchor
+    if rng.random() < 0.6:  # ground
+        sy = -rng.uniform(0.15, 0.6) if rng.random() < 0.7 else rng.uniform(0.15, 0.5)  # in front or behind
+        shx = rng.uniform(-1.5, 1.5)
+        a = np.array([[1.0, shx * abs(sy)], [0.0, sy]])
+    else:  # wall
+        k = rng.uniform(0.95, 1.15)
+        a = np.array([[k, rng.uniform(-0.1, 0.1)], [0.0, k]])
+        ax += rng.uniform(-0.15, 0.15) * height  # moves the silhouette as it scales about the feet
+    t = np.array([ax, ay]) - a @ np.array([anchor[0], anchor[1]])
+    return np.hstack([a, t[:, None]]).astype(np.float32)
+
+
+def cast_shadow(img: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator,
+                p: float = 1.0) -> np.ndarray:
+    """With chance ``p``, ``img`` (BGR uint8) with the shadows of its people (``mask`` 0..255, person = high;
+    each connected region its own, from its lowest point) darkening the background by 25-65 %, soft-edged
+    and a little blue, as shade under open sky is. The people themselves are not darkened and the mask is
+    not changed: the shadow is background. ``p`` = 0 draws nothing, so a recipe without it keeps its
+    random stream."""
+    if p <= 0 or rng.random() >= p or mask is None:
+        return img
+    person = (mask > 127).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(person, connectivity=8)
+    h, w = mask.shape
+    min_area = max(50, int(0.005 * h * w))
+    big = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= min_area]
+    if not big:
+        return img
+    shade = np.zeros((h, w), np.float32)
+    for i in big[:3]:
+        x, y, bw, bh = (int(v) for v in stats[i, :4])
+        feet = (x + bw / 2.0, float(y + bh))
+        m = _shadow_matrix(rng, feet, bh)
+        part = cv2.warpAffine((labels == i).astype(np.float32), m, (w, h), flags=cv2.INTER_LINEAR)
+        np.maximum(shade, part, out=shade)
+    soft = max(1, int(rng.uniform(0.005, 0.03) * max(h, w))) * 2 + 1
+    shade = cv2.GaussianBlur(shade, (soft, soft), 0)
+    shade *= 1.0 - cv2.GaussianBlur(mask, (3, 3), 0).astype(np.float32) / 255.0  # never on the person
+    dark = rng.uniform(0.25, 0.65)
+    tint = np.array([1.0, 0.93, 0.85], np.float32) if rng.random() < 0.5 else np.ones(3, np.float32)  # BGR: bluish
+    gain = 1.0 - shade[..., None] * dark * tint
+    return np.clip(img.astype(np.float32) * gain + 0.5, 0, 255).astype(np.uint8)
+
+
 def recolour(img: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
     """The background colour augmentations, in their fixed order (the random stream depends on it):
     recolouring, then distractors. Labelled photos and paste backgrounds (``mask`` None) alike."""
@@ -253,6 +307,7 @@ def make_example(samples: list[Sample], index: int, size: tuple[int, int], rng: 
             # paste this sample's person onto the other image (its own person stays labelled)
             img, mask = copy_paste(other.image, other.mask, img, mask, rng)
     if num_classes == 1 and not s.soft:
+        img = cast_shadow(img, mask, rng, cfg.shadow_p)
         img = recolour(img, mask, rng, cfg)
     tall = img.shape[0] > 1.3 * img.shape[1] and mask.any()
     img, mask, weight = warp(img, mask, size, rng, cfg, tall_person=tall, nearest_mask=num_classes > 1,

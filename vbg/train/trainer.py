@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import VbgError
 from ..spec import ModelSpec, oriented_size
-from .augment import AugmentConfig, make_example, photometric, recolour
+from .augment import AugmentConfig, cast_shadow, make_example, photometric, recolour
 from .data import Sample
 from .grow import GrowError, grow_into
 from .losses import SegLoss, consistency_loss, sensor_noise
@@ -133,6 +133,7 @@ class AugmentedSet(Dataset):
             scenes = self.pools["negative"]
             bg = scenes[int(rng.integers(len(scenes)))].image
             img, mask = compose(recolour(bg, None, rng, self.aug), self.cutouts, (w, h), rng)
+            img = cast_shadow(img, mask, rng, self.aug.shadow_p)
             img, weight = photometric(img, rng, self.aug), None
         else:
             img, mask, weight = make_example(self.pools[pool], i, (w, h), rng, self.aug, self.cfg.num_classes)
