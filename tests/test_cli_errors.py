@@ -12,6 +12,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 from media import make_clip
@@ -239,13 +240,30 @@ def test_output_equal_to_input(capsys: pytest.CaptureFixture[str], work: Path, r
           expect="is the input")
     fails(capsys, work, "-i", work / "photo.png", "-o", work / "photo.png", "--model", red_model, "-y",
           expect="is the input")
-    # a folder converted into itself would overwrite its own PNGs
+    assert (work / "in.mp4").read_bytes() == original
+
+
+def test_folder_converted_into_itself_writes_tagged_names_beside_the_inputs(
+        capsys: pytest.CaptureFixture[str], work: Path, red_model: Path) -> None:
+    """Same-named outputs would overwrite the PNGs; tagged ones sit beside them, and a re-run does not
+    take the earlier run's outputs for inputs."""
     photos = work / "photos"
     photos.mkdir()
-    (photos / "x.png").write_bytes((work / "photo.png").read_bytes())
-    fails(capsys, work, "-i", photos, "-o", photos, "--output-mode", "mask", "--model", red_model, "-y",
-          expect="would overwrite the input")
-    assert (work / "in.mp4").read_bytes() == original
+    original = (work / "photo.png").read_bytes()
+    (photos / "x.png").write_bytes(original)
+    args = ["-i", str(photos), "-o", str(photos), "--output-mode", "mask", "--model", str(red_model), "--no-progress"]
+    assert main(args) == 0
+    assert sorted(p.name for p in photos.iterdir()) == ["x.mask.png", "x.png"]
+    assert (photos / "x.png").read_bytes() == original
+    mask = cv2.imread(str(photos / "x.mask.png"), cv2.IMREAD_GRAYSCALE)
+    assert mask is not None and mask.shape == cv2.imread(str(photos / "x.png")).shape[:2]
+    capsys.readouterr()
+    fails(capsys, work, *args, expect="already exists")  # the earlier output is not overwritten unasked
+    assert main([*args, "-y"]) == 0  # with -y: x.png again, and x.mask.png is not converted to x.mask.mask.png
+    assert "skipped 1 file named *.mask.*" in capsys.readouterr().err
+    assert sorted(p.name for p in photos.iterdir()) == ["x.mask.png", "x.png"]
+    (photos / "x.png").unlink()
+    fails(capsys, work, *args, "-y", expect="holds only the output of an earlier run")
 
 
 def test_existing_output_and_impossible_containers(capsys: pytest.CaptureFixture[str], work: Path,

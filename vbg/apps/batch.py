@@ -529,20 +529,33 @@ def plan_folder(src: Path, output: str | None, mode: str, overwrite: bool) -> Fo
             raise VbgError(f"output {out_dir} is a file", "give a folder as --output for a folder")
         if out_dir.suffix.lower() in IMAGE_EXTS or sink_kind(out_dir) is not None:
             raise VbgError(f"output {out_dir} looks like a file", "give a folder as --output for a folder")
+    # into the folder itself: tagged names (x.vbg.jpg) beside the inputs, and a re-run leaves the
+    # earlier run's tagged outputs alone instead of converting them again
+    tag = f".{_tag(mode)}" if same_file(out_dir, src) else ""
+    earlier = [p for p in images + videos if tag and p.stem.endswith(tag)]
+    if earlier:
+        images = [p for p in images if p not in earlier]
+        videos = [p for p in videos if p not in earlier]
+        if not images and not videos:
+            raise VbgError(f"{src} holds only the output of an earlier run",
+                           "give the folder of the originals")
     plan = FolderPlan(out_dir, [], [])
     seen: dict[Path, Path] = {}
     for item in images + videos:
-        dst = out_dir / f"{item.stem}{_image_ext(item, mode) if is_image(item) else _video_ext(mode)}"
+        dst = out_dir / f"{item.stem}{tag}{_image_ext(item, mode) if is_image(item) else _video_ext(mode)}"
         if dst in seen:
             raise VbgError(f"{seen[dst].name} and {item.name} would both be written to {dst.name}",
                            "rename one of them")
         seen[dst] = item
-        for other in files:
+        for other in images + videos:
             if same_file(dst, other):
                 raise VbgError(f"output {dst} would overwrite the input {other.name}",
                                "choose another --output folder; inputs are never overwritten")
         check_target(dst, overwrite=overwrite)
         (plan.images if is_image(item) else plan.videos).append((item, dst))
+    if earlier:  # said once the plan holds, so an error stays one line
+        log.warning("%s: skipped %d file%s named *%s.* (the output of an earlier run into this folder)",
+                    src.name, len(earlier), "s" if len(earlier) != 1 else "", tag)
     return plan
 
 
