@@ -260,8 +260,12 @@ def test_folder_converted_into_itself_writes_tagged_names_beside_the_inputs(
     capsys.readouterr()
     fails(capsys, work, *args, expect="already exists")  # the earlier output is not overwritten unasked
     assert main([*args, "-y"]) == 0  # with -y: x.png again, and x.mask.png is not converted to x.mask.mask.png
-    assert "skipped 1 file named *.mask.*" in capsys.readouterr().err
+    assert "skipped 1 file named *.vbg.* or *.mask.*" in capsys.readouterr().err
     assert sorted(p.name for p in photos.iterdir()) == ["x.mask.png", "x.png"]
+    (photos / "x.mask.png").rename(photos / "x.MASK.png")  # the tag in any case
+    assert main([*args[:4], "--model", str(red_model), "--no-progress"]) == 0  # the composite: x.png only
+    assert sorted(p.name for p in photos.iterdir()) == ["x.MASK.png", "x.png", "x.vbg.png"]
+    assert "skipped 1 file" in capsys.readouterr().err
     (photos / "x.png").unlink()
     fails(capsys, work, *args, "-y", expect="holds only the output of an earlier run")
 

@@ -501,6 +501,7 @@ class FolderPlan:
     out_dir: Path
     images: list[tuple[Path, Path]]
     videos: list[tuple[Path, Path]]
+    earlier: int = 0  # files named *.vbg.* / *.mask.* left out: an earlier run's outputs into this folder
 
 
 def plan_folder(src: Path, output: str | None, mode: str, overwrite: bool) -> FolderPlan:
@@ -529,17 +530,19 @@ def plan_folder(src: Path, output: str | None, mode: str, overwrite: bool) -> Fo
             raise VbgError(f"output {out_dir} is a file", "give a folder as --output for a folder")
         if out_dir.suffix.lower() in IMAGE_EXTS or sink_kind(out_dir) is not None:
             raise VbgError(f"output {out_dir} looks like a file", "give a folder as --output for a folder")
-    # into the folder itself: tagged names (x.vbg.jpg) beside the inputs, and a re-run leaves the
-    # earlier run's tagged outputs alone instead of converting them again
-    tag = f".{_tag(mode)}" if same_file(out_dir, src) else ""
-    earlier = [p for p in images + videos if tag and p.stem.endswith(tag)]
+    # into the folder itself: tagged names (x.vbg.jpg) beside the inputs, and a re-run (in either mode)
+    # leaves the earlier runs' tagged outputs alone instead of converting them again
+    into_itself = same_file(out_dir, src)
+    tag = f".{_tag(mode)}" if into_itself else ""
+    earlier = [p for p in images + videos
+               if into_itself and p.stem.lower().endswith((".vbg", ".mask"))]
     if earlier:
         images = [p for p in images if p not in earlier]
         videos = [p for p in videos if p not in earlier]
         if not images and not videos:
             raise VbgError(f"{src} holds only the output of an earlier run",
                            "give the folder of the originals")
-    plan = FolderPlan(out_dir, [], [])
+    plan = FolderPlan(out_dir, [], [], len(earlier))
     seen: dict[Path, Path] = {}
     for item in images + videos:
         dst = out_dir / f"{item.stem}{tag}{_image_ext(item, mode) if is_image(item) else _video_ext(mode)}"
@@ -553,9 +556,6 @@ def plan_folder(src: Path, output: str | None, mode: str, overwrite: bool) -> Fo
                                "choose another --output folder; inputs are never overwritten")
         check_target(dst, overwrite=overwrite)
         (plan.images if is_image(item) else plan.videos).append((item, dst))
-    if earlier:  # said once the plan holds, so an error stays one line
-        log.warning("%s: skipped %d file%s named *%s.* (the output of an earlier run into this folder)",
-                    src.name, len(earlier), "s" if len(earlier) != 1 else "", tag)
     return plan
 
 
@@ -724,6 +724,9 @@ def _convert_folder(src: Path, output: str | None, settings: Settings, backend: 
     plan = plan_folder(src, output, settings.output_mode, job.overwrite)
     for _, dst in plan.images + plan.videos:
         refuse_inputs(dst, "file", job.inputs)
+    if plan.earlier:  # said once every check has passed, so an error stays one line
+        log.warning("%s: skipped %s named *.vbg.* or *.mask.* (the output of an earlier run into this folder)",
+                    src.name, _n(plan.earlier, "file"))
     t0 = time.perf_counter()
     frames, stages = 0, {}
     unread: VbgError | None = None
