@@ -265,7 +265,8 @@ def cast_shadow(img: np.ndarray, mask: np.ndarray | None, rng: np.random.Generat
     n, labels, stats, _ = cv2.connectedComponentsWithStats(person, connectivity=8)
     h, w = mask.shape
     min_area = max(50, int(0.005 * h * w))
-    big = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= min_area]
+    big = sorted((i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= min_area),
+                 key=lambda i: -stats[i, cv2.CC_STAT_AREA])  # the three largest cast one each
     if not big:
         return img
     shade = np.zeros((h, w), np.float32)
@@ -277,7 +278,7 @@ def cast_shadow(img: np.ndarray, mask: np.ndarray | None, rng: np.random.Generat
         np.maximum(shade, part, out=shade)
     soft = max(1, int(rng.uniform(0.005, 0.03) * max(h, w))) * 2 + 1
     shade = cv2.GaussianBlur(shade, (soft, soft), 0)
-    shade *= 1.0 - cv2.GaussianBlur(mask, (3, 3), 0).astype(np.float32) / 255.0  # never on the person
+    shade *= mask == 0  # never on the person, their soft outline included
     dark = rng.uniform(0.25, 0.65)
     tint = np.array([1.0, 0.93, 0.85], np.float32) if rng.random() < 0.5 else np.ones(3, np.float32)  # BGR: bluish
     gain = 1.0 - shade[..., None] * dark * tint
