@@ -67,7 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output file, or a folder to write into (a name without an extension is a "
                              "folder); frames/%%06d.png for a PNG sequence. Default, beside the input: IN.vbg.mp4 "
                              "for a video (.webm with --bg none or --output-mode alpha, IN.mask.mp4 for masks), "
-                             "IN.vbg.jpg/.png for an image, IN.vbg/ for a folder (IN.masks/ for masks); "
+                             "IN.vbg.jpg/.png for an image, IN.vbg/ for a folder (IN.masks/ for masks; a folder written into "
+                             "itself gets x.vbg.jpg beside each x.jpg); "
                              "for --input sample, sample.vbg.mp4 in the current folder")
     add_setting_arguments(parser, "convert")
     e = parser.add_argument_group("encoding")
