@@ -266,6 +266,9 @@ def test_folder_converted_into_itself_writes_tagged_names_beside_the_inputs(
     assert main([*args[:4], "--model", str(red_model), "--no-progress"]) == 0  # the composite: x.png only
     assert sorted(p.name for p in photos.iterdir()) == ["x.MASK.png", "x.png", "x.vbg.png"]
     assert "skipped 1 file" in capsys.readouterr().err
+    # an earlier output read as the background: one line, the error, without the skip warning before it
+    fails(capsys, work, *args[:4], "--model", red_model, "--no-progress", "-y", "--bg", photos / "x.vbg.png",
+          expect="which this run reads")
     (photos / "x.png").unlink()
     fails(capsys, work, *args, "-y", expect="holds only the output of an earlier run")
 

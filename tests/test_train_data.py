@@ -343,6 +343,14 @@ def test_cast_shadows_darken_the_background_beside_each_person_and_never_the_per
         above += not dark[feet_line + 3:].any()
     assert below >= 10 and above >= 5  # on the ground in front, and behind them or on the wall
 
+    crowd = np.zeros((h, w), np.uint8)  # three small people high up, one large one low: the largest three cast
+    for x in (20, 60, 100):
+        crowd[5:15, x:x + 10] = 255
+    crowd[40:100, 60:90] = 255
+    for seed in range(10):
+        dark = (f.astype(int) - cast_shadow(f, crowd, np.random.default_rng(seed)).astype(int)).max(-1) > 10
+        assert dark[30:115, 40:110][crowd[30:115, 40:110] == 0].any(), seed
+
     speck = np.zeros((h, w), np.uint8)
     speck[10:13, 10:13] = 255  # too small to cast anything
     assert np.array_equal(cast_shadow(f, speck, np.random.default_rng(0)), f)
