@@ -515,8 +515,7 @@ def plan_folder(src: Path, output: str | None, mode: str, overwrite: bool) -> Fo
     subfolders = [p for p in src.iterdir() if p.is_dir() and not p.name.startswith(".")]
     others = len(files) - len(images) - len(videos)
     if subfolders or others:
-        parts = [f"{n} {w}{'s' if n != 1 else ''}" for n, w in ((len(subfolders), "subfolder"),
-                                                               (others, "other file")) if n]
+        parts = [_n(n, w) for n, w in ((len(subfolders), "subfolder"), (others, "other file")) if n]
         log.warning("%s: skipped %s (vbg converts the videos and images in the folder itself, not below it)",
                     src.name, " and ".join(parts))
     if not images and not videos:
@@ -535,8 +534,7 @@ def plan_folder(src: Path, output: str | None, mode: str, overwrite: bool) -> Fo
     # leaves the earlier runs' tagged outputs alone instead of converting them again
     into_itself = same_file(out_dir, src)
     tag = f".{_tag(mode)}" if into_itself else ""
-    earlier = [p for p in images + videos
-               if into_itself and p.stem.lower().endswith((".vbg", ".mask"))]
+    earlier = [p for p in images + videos if p.stem.lower().endswith((".vbg", ".mask"))] if into_itself else []
     if earlier:
         images = [p for p in images if p not in earlier]
         videos = [p for p in videos if p not in earlier]
@@ -545,13 +543,14 @@ def plan_folder(src: Path, output: str | None, mode: str, overwrite: bool) -> Fo
                            "give the folder of the originals")
     plan = FolderPlan(out_dir, [], [], len(earlier))
     seen: dict[Path, Path] = {}
-    for item in images + videos:
+    inputs = images + videos
+    for item in inputs:
         dst = out_dir / f"{item.stem}{tag}{_image_ext(item, mode) if is_image(item) else _video_ext(mode)}"
         if dst in seen:
             raise VbgError(f"{seen[dst].name} and {item.name} would both be written to {dst.name}",
                            "rename one of them")
         seen[dst] = item
-        for other in images + videos:
+        for other in inputs:
             if same_file(dst, other):
                 raise VbgError(f"output {dst} would overwrite the input {other.name}",
                                "choose another --output folder; inputs are never overwritten")
