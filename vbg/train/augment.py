@@ -248,7 +248,7 @@ def _shadow_matrix(rng: np.random.Generator, anchor: tuple[float, float], height
         k = rng.uniform(0.95, 1.15)
         a = np.array([[k, rng.uniform(-0.1, 0.1)], [0.0, k]])
         ax += rng.uniform(-0.15, 0.15) * height  # moves the silhouette as it scales about the feet
-    t = np.array([ax, ay]) - a @ np.array([anchor[0], anchor[1]])
+    t = np.array([ax, ay]) - a @ np.asarray(anchor)
     return np.hstack([a, t[:, None]]).astype(np.float32)
 
 
