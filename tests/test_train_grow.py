@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -76,3 +79,64 @@ def test_trainer_grows_an_exported_model(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"holds a unet-lite model .* \(encoder\S* is \(32, 96, 1, 1\) in the trained"):
         train(_cfg(tmp_path, out=str(tmp_path / "wide"), arch_options=wide), samples[:24], samples[24:],
               progress=False, init=onnx_path)
+
+
+SUBPIXEL = dict(SMALL, subpixel=True)
+
+
+def test_a_sub_pixel_head_grows_in_as_zero_and_learns() -> None:
+    from vbg.train.grow import grow_into
+    from vbg.train.models import build_model
+
+    small = _trained_like(build_model("unet-lite", 1, **SMALL))
+    big = build_model("unet-lite", 1, **SUBPIXEL)
+    assert grow_into(small, big) == 1
+    x = torch.randn(2, 3, 47, 63)  # odd: the stride-2 map has a cell more, cropped
+    with torch.no_grad():
+        ref = small.eval()(x)
+        assert big.eval()(x).shape == ref.shape == (2, 1, 47, 63)
+        assert (big(x) - ref).abs().max() < 1e-5
+    opt = torch.optim.Adam(big.parameters(), lr=1e-3)
+    big.train()(x).square().mean().backward()
+    opt.step()
+    assert float(big.subpixel.weight.detach().abs().max()) > 0
+
+
+def test_a_sub_pixel_head_draws_detail_finer_than_its_output_stride() -> None:
+    """One-pixel stripes: bilinear up-sampling of stride-2 logits cannot draw them, the head can."""
+    from vbg.train.models import build_model
+
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    target = torch.zeros(2, 1, 32, 32)
+    target[..., 1::2] = 1.0  # every other column
+    losses = {}
+    for subpixel in (False, True):
+        torch.manual_seed(0)
+        model = build_model("unet-lite", 1, **dict(SMALL, subpixel=subpixel)).train()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for _ in range(150):
+            opt.zero_grad()
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x), target)
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            losses[subpixel] = float(((model.eval()(x) > 0).float() == target).float().mean())
+    assert losses[False] < 0.6  # a stride-2 grid cannot place the edges
+    assert losses[True] > 0.95
+
+
+def test_a_sub_pixel_model_exports_and_starts_a_run_from_its_onnx(tmp_path) -> None:
+    from test_train import _synthetic_samples
+
+    from vbg.train.export import export_checkpoint
+    from vbg.train.models import build_model
+    from vbg.train.onnx_init import load_onnx_weights
+    from vbg.train.trainer import calibration_inputs, train
+
+    samples = _synthetic_samples(28)
+    cfg = _cfg(tmp_path, epochs=2, arch_options=SUBPIXEL, meta={"val_percent": 15.0, "test_percent": 15.0})
+    train(cfg, samples[:24], samples[24:], progress=False)
+    res = export_checkpoint(tmp_path / "run" / "best.pt", tmp_path / "m.onnx", fp16=False)  # checked against torch
+    assert json.loads(Path(res["spec"]).read_text())["training"]["arch_options"]["subpixel"] is True
+    model = build_model("unet-lite", 1, **SUBPIXEL)
+    assert load_onnx_weights(model, tmp_path / "m.onnx", calibration_inputs(samples[:24], (64, 48), cfg)) < 1e-4

@@ -11,7 +11,9 @@ what the trained one computes:
 * every block only the big network has is a residual block (stride 1, same
   width in and out), and its last BatchNorm is set to zero, so the block adds
   nothing: ``x + 0``. Adam moves that scale off zero in the first steps, and
-  the block starts to learn (the "zero-init residual" of Goyal et al. 2017).
+  the block starts to learn (the "zero-init residual" of Goyal et al. 2017);
+* a new sub-pixel head (``unet.SubPixelHead``) starts at zero the same way: its full-resolution
+  logits add nothing to the up-sampled ones until training moves them.
 """
 
 from __future__ import annotations
@@ -20,22 +22,23 @@ import torch
 from torch import nn
 
 from .models.blocks import InvertedResidual
+from .models.unet import SubPixelHead
 
 
 class GrowError(ValueError):
     """The two networks are not one network at two depths."""
 
 
-def _new_blocks(small: nn.Module, big: nn.Module) -> list[InvertedResidual]:
-    """The residual blocks only ``big`` has; GrowError if it has anything else new."""
+def _new_blocks(small: nn.Module, big: nn.Module) -> list[InvertedResidual | SubPixelHead]:
+    """The residual blocks and sub-pixel heads only ``big`` has; GrowError if it has anything else new."""
     have = {name for name, _ in small.named_modules()}
     added = {name: m for name, m in big.named_modules() if name not in have}
-    blocks = {name: m for name, m in added.items() if isinstance(m, InvertedResidual)}
+    blocks = {name: m for name, m in added.items() if isinstance(m, (InvertedResidual, SubPixelHead))}
     stray = [n for n in added if n not in blocks and not any(n.startswith(b + ".") for b in blocks)]
     if stray:
         raise GrowError(f"the deeper network has layers that are not new residual blocks: {', '.join(stray[:3])}")
     for name, m in blocks.items():
-        if not m.use_skip:
+        if isinstance(m, InvertedResidual) and not m.use_skip:
             raise GrowError(f"new block {name} changes the width or stride, so it cannot start as the identity")
     return list(blocks.values())
 
@@ -44,8 +47,9 @@ def grow_into(small: nn.Module, big: nn.Module) -> int:
     """Copy ``small``'s weights into ``big`` and make ``big``'s extra blocks add nothing.
 
     Afterwards ``big`` computes ``small``'s function (in eval and training
-    mode alike). Returns the number of blocks added; raises GrowError when
-    ``big`` is not ``small`` with more residual blocks.
+    mode alike). Returns the number of blocks (and heads) added; raises
+    GrowError when ``big`` is not ``small`` with more residual blocks or a
+    sub-pixel head.
     """
     blocks = _new_blocks(small, big)
     target = big.state_dict()
@@ -59,6 +63,9 @@ def grow_into(small: nn.Module, big: nn.Module) -> int:
     big.load_state_dict(target)
     with torch.no_grad():
         for block in blocks:
+            if isinstance(block, SubPixelHead):
+                block.zero_()
+                continue
             last_bn = block.body[-1][1]  # ConvBNAct(mid, cout, 1, act=None): conv, BN
             last_bn.weight.zero_()
             last_bn.bias.zero_()

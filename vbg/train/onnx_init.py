@@ -72,6 +72,11 @@ LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d)
 ONNX_OPS = {nn.Conv2d: "Conv", nn.ConvTranspose2d: "ConvTranspose", nn.BatchNorm2d: "BatchNormalization"}
 
 
+def _onnx_op(m: nn.Module) -> str:
+    """The ONNX node a layer exports to (a subclass such as unet.SubPixelHead: its base's)."""
+    return next(op for kind, op in ONNX_OPS.items() if isinstance(m, kind))
+
+
 def _layer_order(model: nn.Module, x: torch.Tensor) -> list[nn.Module]:
     """The model's convolutions and BatchNorms in the order a forward pass runs them."""
     order: list[nn.Module] = []
@@ -158,7 +163,7 @@ def load_onnx_weights(model: nn.Module, path: str | Path, calibration: torch.Ten
     layers = [m for m in _layer_order(model, calibration[:1]) if m not in folded]
     onnx_layers = _onnx_layers(path)
     ops = [op for op, _, _ in onnx_layers]
-    if ops != [ONNX_OPS[type(m)] for m in layers]:
+    if ops != [_onnx_op(m) for m in layers]:
         raise VbgError(f"{path.name}'s layers ({len(ops)}: {ops.count('Conv')} Conv, "
                        f"{ops.count('ConvTranspose')} ConvTranspose, {ops.count('BatchNormalization')} "
                        f"BatchNormalization) are not this network's ({len(layers)})", hint)

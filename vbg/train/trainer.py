@@ -416,7 +416,7 @@ def train(cfg: TrainConfig, train_samples: list[Sample], val_samples: list[Sampl
             size = ModelSpec.load(Path(inits[0]).with_suffix(".json")).size
             load_onnx_weights(start, inits[0], calibration_inputs(train_samples, size, cfg))
         if smaller is not None:
-            log.warning("%s: %d new residual blocks start as the identity", cfg.arch, grow_into(start, model))
+            log.warning("%s: %d new residual blocks or heads start as the identity", cfg.arch, grow_into(start, model))
         elif start is not model:
             model.load_state_dict(start.state_dict())
         log.info("starting from the weights of %s", " + ".join(map(str, inits)))
