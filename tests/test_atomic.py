@@ -122,3 +122,38 @@ def test_an_interrupted_merge_puts_the_old_sequence_back(tmp_path: Path, monkeyp
     monkeypatch.undo()
     assert sorted(p.name for p in final.iterdir()) == [f"{i:03d}.png" for i in range(1, 6)]
     assert [(final / f"{i:03d}.png").read_text() for i in range(1, 6)] == [f"old{i}" for i in range(1, 6)]
+
+
+def test_file_set_finds_a_file_by_any_name_it_has(tmp_path: Path) -> None:
+    """What same_file says, one look-up per path: links, hard links, and names not written yet."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    a, b = src / "a.jpg", src / "b.jpg"
+    a.write_bytes(b"a")
+    b.write_bytes(b"b")
+    os.link(a, out / "hard.jpg")
+    (out / "soft.jpg").symlink_to(b)
+    (out / "a.jpg").write_bytes(b"another file of the same name")
+    inputs = atomic.FileSet([a, b])
+    assert inputs.get(out / "hard.jpg") == a
+    assert inputs.get(out / "soft.jpg") == b
+    assert inputs.get(src / ".." / "src" / "b.jpg") == b
+    assert inputs.get(src / "new.jpg") is None  # not written yet, and not an input
+    assert inputs.get(out / "a.jpg") is None
+    for p in (out / "hard.jpg", out / "soft.jpg", src / "new.jpg", out / "a.jpg"):
+        assert (inputs.get(p) is not None) == any(atomic.same_file(p, q) for q in (a, b))
+
+
+def test_a_folder_output_that_links_to_an_input_is_refused(tmp_path: Path) -> None:
+    from vbg.apps.batch import plan_folder
+    from vbg.errors import VbgError
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    (src / "a.png").write_bytes(b"not read at planning time")
+    (out / "a.png").symlink_to(src / "a.png")
+    with pytest.raises(VbgError, match="would overwrite the input a.png"):
+        plan_folder(src, str(out), "composite", overwrite=True)
+    assert (src / "a.png").read_bytes() == b"not read at planning time"

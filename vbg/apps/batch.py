@@ -37,7 +37,7 @@ from ..backends.base import Backend
 from ..config import FLAGS, add_setting_arguments, settings_from_args
 from ..errors import VbgError
 from ..io.ahead import Ahead
-from ..io.atomic import atomic_folder, atomic_output, check_name, check_target, same_file
+from ..io.atomic import FileSet, atomic_folder, atomic_output, check_name, check_target, same_file
 from ..io.decode import DecodedFrame, VideoDecoder
 from ..io.files import IMAGE_EXTS, check_file, is_image, is_video, read_image
 from ..models import resolve_model
@@ -536,24 +536,26 @@ def plan_folder(src: Path, output: str | None, mode: str, overwrite: bool) -> Fo
     tag = f".{_tag(mode)}" if into_itself else ""
     earlier = [p for p in images + videos if p.stem.lower().endswith((".vbg", ".mask"))] if into_itself else []
     if earlier:
-        images = [p for p in images if p not in earlier]
-        videos = [p for p in videos if p not in earlier]
+        left_out = set(earlier)
+        images = [p for p in images if p not in left_out]
+        videos = [p for p in videos if p not in left_out]
         if not images and not videos:
             raise VbgError(f"{src} holds only the output of an earlier run",
                            "give the folder of the originals")
     plan = FolderPlan(out_dir, [], [], len(earlier))
     seen: dict[Path, Path] = {}
     inputs = images + videos
+    guard = FileSet(inputs)
     for item in inputs:
         dst = out_dir / f"{item.stem}{tag}{_image_ext(item, mode) if is_image(item) else _video_ext(mode)}"
         if dst in seen:
             raise VbgError(f"{seen[dst].name} and {item.name} would both be written to {dst.name}",
                            "rename one of them")
         seen[dst] = item
-        for other in inputs:
-            if same_file(dst, other):
-                raise VbgError(f"output {dst} would overwrite the input {other.name}",
-                               "choose another --output folder; inputs are never overwritten")
+        other = guard.get(dst)
+        if other is not None:
+            raise VbgError(f"output {dst} would overwrite the input {other.name}",
+                           "choose another --output folder; inputs are never overwritten")
         check_target(dst, overwrite=overwrite)
         (plan.images if is_image(item) else plan.videos).append((item, dst))
     return plan

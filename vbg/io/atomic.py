@@ -25,14 +25,48 @@ log = logging.getLogger(__name__)
 PARTIAL_TAG = ".vbg-partial-"
 
 
+def _norm(p: Path) -> str:
+    return os.path.normcase(os.path.abspath(p.resolve()))
+
+
+def _file_id(p: Path) -> tuple[int, int] | None:
+    try:
+        st = p.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def same_file(a: Path, b: Path) -> bool:
     """True when ``a`` and ``b`` name the same file (following links), existing or not."""
-    try:
-        if a.exists() and b.exists():
-            return os.path.samefile(a, b)
-    except OSError:
-        pass
-    return os.path.normcase(os.path.abspath(a.resolve())) == os.path.normcase(os.path.abspath(b.resolve()))
+    ia, ib = _file_id(a), _file_id(b)
+    if ia is not None and ib is not None:
+        return ia == ib
+    return _norm(a) == _norm(b)
+
+
+class FileSet:
+    """Files to ask "is this path one of them?" as :func:`same_file` would, in one look-up each
+    (a folder of thousands checks every output against every input)."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self._ids: dict[tuple[int, int], Path] = {}
+        self._names: dict[str, Path] = {}
+        for p in paths:
+            self._names.setdefault(_norm(p), p)
+            i = _file_id(p)
+            if i is not None:
+                self._ids.setdefault(i, p)
+
+    def get(self, p: Path) -> Path | None:
+        """The member that ``p`` names, or None."""
+        i = _file_id(p)
+        if i is not None and i in self._ids:
+            return self._ids[i]
+        hit = self._names.get(_norm(p))
+        if hit is not None and i is not None and _file_id(hit) is not None:
+            return None  # both exist and are different files: same_file says no
+        return hit
 
 
 def ensure_dir(d: Path) -> list[Path]:
