@@ -157,3 +157,10 @@ def test_a_folder_output_that_links_to_an_input_is_refused(tmp_path: Path) -> No
     with pytest.raises(VbgError, match="would overwrite the input a.png"):
         plan_folder(src, str(out), "composite", overwrite=True)
     assert (src / "a.png").read_bytes() == b"not read at planning time"
+    # an output name that is a symlink loop is no input: planning goes on to the target checks
+    (out / "a.png").unlink()
+    (out / "a.png").symlink_to("a.png")
+    assert atomic.FileSet([src / "a.png"]).get(out / "a.png") is None
+    with pytest.raises(VbgError, match="a.png already exists"):
+        plan_folder(src, str(out), "composite", overwrite=False)
+    assert plan_folder(src, str(out), "composite", overwrite=True).images == [(src / "a.png", out / "a.png")]

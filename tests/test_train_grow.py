@@ -90,6 +90,9 @@ def test_a_sub_pixel_head_grows_in_as_zero_and_learns() -> None:
 
     small = _trained_like(build_model("unet-lite", 1, **SMALL))
     big = build_model("unet-lite", 1, **SUBPIXEL)
+    with torch.no_grad():
+        big.subpixel.weight.normal_()  # as a checkpoint's would be: grow_into must zero it, not rely on init
+        big.subpixel.bias.normal_()
     assert grow_into(small, big) == 1
     x = torch.randn(2, 3, 47, 63)  # odd: the stride-2 map has a cell more, cropped
     with torch.no_grad():
@@ -100,6 +103,8 @@ def test_a_sub_pixel_head_grows_in_as_zero_and_learns() -> None:
     big.train()(x).square().mean().backward()
     opt.step()
     assert float(big.subpixel.weight.detach().abs().max()) > 0
+    with pytest.raises(ValueError, match="subpixel needs the light variant"):
+        build_model("unet", 1, variant="classic", subpixel=True)
 
 
 def test_a_sub_pixel_head_draws_detail_finer_than_its_output_stride() -> None:

@@ -26,7 +26,11 @@ PARTIAL_TAG = ".vbg-partial-"
 
 
 def _norm(p: Path) -> str:
-    return os.path.normcase(os.path.abspath(p.resolve()))
+    try:
+        p = p.resolve()
+    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13): its own name
+        pass
+    return os.path.normcase(os.path.abspath(p))
 
 
 def _file_id(p: Path) -> tuple[int, int] | None:
@@ -166,7 +170,8 @@ def check_target(final: Path, *, overwrite: bool, inputs: tuple[Path, ...] = ())
             raise VbgError(f"output {final} is the input file", "choose another --output; inputs are never overwritten")
     if final.is_dir():
         raise VbgError(f"output {final} is a folder", "choose a file name for --output")
-    if final.exists() and not final.is_dir() and not overwrite:
+    # a dangling or looping link counts too: the rename would replace it
+    if (final.exists() or final.is_symlink()) and not final.is_dir() and not overwrite:
         raise VbgError(f"output {final} already exists", "use -y to overwrite it, or choose another --output")
 
 
