@@ -36,7 +36,7 @@ def _new_blocks(small: nn.Module, big: nn.Module) -> list[InvertedResidual | Sub
     blocks = {name: m for name, m in added.items() if isinstance(m, (InvertedResidual, SubPixelHead))}
     stray = [n for n in added if n not in blocks and not any(n.startswith(b + ".") for b in blocks)]
     if stray:
-        raise GrowError(f"the deeper network has layers that are not new residual blocks: {', '.join(stray[:3])}")
+        raise GrowError(f"the deeper network has layers that are not new residual blocks or sub-pixel heads: {', '.join(stray[:3])}")
     for name, m in blocks.items():
         if isinstance(m, InvertedResidual) and not m.use_skip:
             raise GrowError(f"new block {name} changes the width or stride, so it cannot start as the identity")
