@@ -171,7 +171,7 @@ def check_target(final: Path, *, overwrite: bool, inputs: tuple[Path, ...] = ())
     if final.is_dir():
         raise VbgError(f"output {final} is a folder", "choose a file name for --output")
     # a dangling or looping link counts too: the rename would replace it
-    if (final.exists() or final.is_symlink()) and not final.is_dir() and not overwrite:
+    if (final.exists() or final.is_symlink()) and not overwrite:
         raise VbgError(f"output {final} already exists", "use -y to overwrite it, or choose another --output")
 
 
